@@ -1,0 +1,52 @@
+//! Errors a source reports (as opposed to records it could not decode, which are data: see
+//! [`crate::Decoded::Failed`]).
+
+use std::path::PathBuf;
+
+/// What the pipeline should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Worth retrying with backoff (a broker or database that is briefly away).
+    Transient,
+    /// Retrying will not help: stop with a clear message.
+    Fatal,
+}
+
+/// An error of a source as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path} at byte {offset}: {source}")]
+    Read {
+        path: PathBuf,
+        offset: u64,
+        source: std::io::Error,
+    },
+    #[error("{path} is shorter ({len} bytes) than its stored checkpoint (byte {offset}, line {line}); was the file truncated or replaced? lakefold reads files append-only")]
+    Truncated {
+        path: PathBuf,
+        len: u64,
+        offset: u64,
+        line: u64,
+    },
+    #[error("checkpoint of type {found} cannot resume a {source_type} source")]
+    CheckpointMismatch {
+        found: String,
+        source_type: &'static str,
+    },
+}
+
+impl SourceError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SourceError::Read { .. } => ErrorClass::Transient,
+            SourceError::Open { .. }
+            | SourceError::Truncated { .. }
+            | SourceError::CheckpointMismatch { .. } => ErrorClass::Fatal,
+        }
+    }
+}

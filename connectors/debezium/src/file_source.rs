@@ -1,0 +1,307 @@
+//! The Debezium JSON-lines file source: each line is one Kafka message value as Debezium's JsonConverter
+//! writes it. Reads append-only: the checkpoint is the last line consumed and the byte offset after it.
+
+use crate::envelope::decode_json;
+use bytes::Bytes;
+use lakefold_api::{
+    BatchLimits, ChangeBatch, Checkpoint, FileCheckpoint, Position, SourceError, SourceRecord,
+    StreamPosition,
+};
+use std::path::PathBuf;
+use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
+
+/// Reads a JSON-lines file from a checkpoint onwards.
+pub struct FileSource {
+    /// The path as configured (stored in checkpoints).
+    configured: String,
+    path: PathBuf,
+    reader: BufReader<tokio::fs::File>,
+    line: u64,
+    offset: u64,
+    /// When following (`tail -f`), a last line without its newline is left for later: the writer may not
+    /// have finished it. When draining (`--once`), it is read.
+    follow: bool,
+}
+
+impl FileSource {
+    /// Opens `path` and positions it after `resume` (the earliest checkpoint of the routes reading it).
+    pub async fn open(
+        configured: &str,
+        path: PathBuf,
+        resume: Option<&Checkpoint>,
+        follow: bool,
+    ) -> Result<FileSource, SourceError> {
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|source| SourceError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|source| SourceError::Open {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        let (line, offset) = match resume {
+            None => (0, 0),
+            Some(Checkpoint::DebeziumFile(cp)) => (cp.line, cp.offset),
+        };
+        if offset > len {
+            return Err(SourceError::Truncated {
+                path,
+                len,
+                offset,
+                line,
+            });
+        }
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        reader
+            .seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|source| SourceError::Read {
+                path: path.clone(),
+                offset,
+                source,
+            })?;
+        Ok(FileSource {
+            configured: configured.to_string(),
+            path,
+            reader,
+            line,
+            offset,
+            follow,
+        })
+    }
+
+    /// Where the next read starts.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint::DebeziumFile(FileCheckpoint {
+            path: self.configured.clone(),
+            line: self.line,
+            offset: self.offset,
+        })
+    }
+
+    /// Reads up to `limits` records. `caught_up` is set when the end of the file was reached.
+    pub async fn poll(&mut self, limits: BatchLimits) -> Result<ChangeBatch, SourceError> {
+        let mut records = Vec::new();
+        let mut bytes_read = 0usize;
+        let mut caught_up = false;
+        let mut buf = Vec::new();
+        while records.len() < limits.max_records && bytes_read < limits.max_bytes {
+            buf.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut buf)
+                .await
+                .map_err(|source| SourceError::Read {
+                    path: self.path.clone(),
+                    offset: self.offset,
+                    source,
+                })?;
+            if n == 0 {
+                caught_up = true;
+                break;
+            }
+            if buf.last() != Some(&b'\n') && self.follow {
+                // An unfinished last line: rewind and leave it for the next poll.
+                self.reader
+                    .seek(std::io::SeekFrom::Start(self.offset))
+                    .await
+                    .map_err(|source| SourceError::Read {
+                        path: self.path.clone(),
+                        offset: self.offset,
+                        source,
+                    })?;
+                caught_up = true;
+                break;
+            }
+            self.line += 1;
+            self.offset += n as u64;
+            bytes_read += n;
+            let content = trim_line_end(&buf);
+            let decoding = decode_json(content);
+            records.push(SourceRecord {
+                position: Position {
+                    lsn: decoding.lsn,
+                    stream: StreamPosition::Line {
+                        line: self.line,
+                        end_offset: self.offset,
+                    },
+                },
+                raw: Bytes::copy_from_slice(content),
+                decoded: decoding.decoded,
+            });
+        }
+        let checkpoint = (self.line > 0).then(|| self.checkpoint());
+        Ok(ChangeBatch {
+            records,
+            checkpoint,
+            caught_up,
+        })
+    }
+}
+
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lakefold_api::Decoded;
+    use std::io::Write;
+
+    const LIMITS: BatchLimits = BatchLimits {
+        max_records: 1000,
+        max_bytes: 1 << 20,
+    };
+
+    fn write_file(text: &str) -> (tempdir::Dir, PathBuf) {
+        let dir = tempdir::Dir::new();
+        let path = dir.0.join("events.jsonl");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        (dir, path)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                let p = std::env::temp_dir().join(format!(
+                    "lakefold-fs-{}-{}",
+                    std::process::id(),
+                    rand_suffix()
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        fn rand_suffix() -> u128 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_lines_with_numbers_and_resumes_after_checkpoint() {
+        let (_d, path) = write_file("{\"a\":1}\n\nnull\n{bad\n{\"b\":2}\n");
+        let mut src = FileSource::open("events.jsonl", path.clone(), None, false)
+            .await
+            .unwrap();
+        let batch = src.poll(LIMITS).await.unwrap();
+        assert!(batch.caught_up);
+        assert_eq!(batch.records.len(), 5);
+        assert!(matches!(
+            batch.records[1].decoded,
+            Decoded::Skipped("blank line")
+        ));
+        assert!(matches!(
+            batch.records[2].decoded,
+            Decoded::Skipped("tombstone")
+        ));
+        assert!(matches!(batch.records[3].decoded, Decoded::Failed(_)));
+        assert_eq!(batch.records[3].raw.as_ref(), b"{bad");
+        assert_eq!(
+            batch.records[4].position.stream,
+            StreamPosition::Line {
+                line: 5,
+                end_offset: 28
+            }
+        );
+
+        let mid = Checkpoint::DebeziumFile(FileCheckpoint {
+            path: "events.jsonl".into(),
+            line: 3,
+            offset: 14,
+        });
+        let mut again = FileSource::open("events.jsonl", path, Some(&mid), false)
+            .await
+            .unwrap();
+        let batch = again.poll(LIMITS).await.unwrap();
+        assert_eq!(batch.records.len(), 2);
+        assert_eq!(
+            batch.records[0].position.stream,
+            StreamPosition::Line {
+                line: 4,
+                end_offset: 19
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn following_leaves_an_unfinished_last_line_for_later() {
+        let (_d, path) = write_file("{\"a\":1}\n{\"b\":");
+        let mut src = FileSource::open("e", path.clone(), None, true)
+            .await
+            .unwrap();
+        assert_eq!(src.poll(LIMITS).await.unwrap().records.len(), 1);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"2}\n")
+            .unwrap();
+        let batch = src.poll(LIMITS).await.unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].raw.as_ref(), b"{\"b\":2}");
+    }
+
+    #[tokio::test]
+    async fn a_truncated_file_is_reported_not_misread() {
+        let (_d, path) = write_file("{}\n");
+        let cp = Checkpoint::DebeziumFile(FileCheckpoint {
+            path: "e".into(),
+            line: 9,
+            offset: 900,
+        });
+        let err = FileSource::open("e", path, Some(&cp), false)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                err,
+                SourceError::Truncated {
+                    len: 3,
+                    offset: 900,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_respect_the_record_limit() {
+        let (_d, path) = write_file(&"null\n".repeat(10));
+        let mut src = FileSource::open("e", path, None, false).await.unwrap();
+        let limits = BatchLimits {
+            max_records: 4,
+            max_bytes: 1 << 20,
+        };
+        let sizes: Vec<usize> = [(); 4].iter().map(|_| 0).collect();
+        let mut got = Vec::new();
+        for _ in sizes {
+            got.push(src.poll(limits).await.unwrap().records.len());
+        }
+        assert_eq!(got, vec![4, 4, 2, 0]);
+    }
+}

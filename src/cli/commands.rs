@@ -1,0 +1,197 @@
+//! What each subcommand does.
+
+use super::{environment, output, Cli, Command, TableAction, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use crate::config::{self, Config};
+use crate::fold::RouteSpec;
+use crate::pipeline::{
+    self, open_route_table, DeadLetter, Lake, PipelineError, RunOptions, DEAD_LETTER_TABLE,
+};
+use crate::sink::hudi::HudiTable;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub async fn dispatch(cli: Cli) -> u8 {
+    let config = match config::load(&cli.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("{errors}");
+            return EXIT_CONFIG;
+        }
+    };
+    let result = match cli.command {
+        Command::Validate { no_environment } => return validate(&config, no_environment),
+        Command::Run { once } => {
+            let env = environment::check(&config);
+            if !env.is_empty() {
+                eprint!("{}", config::ConfigErrors(env));
+                return EXIT_CONFIG;
+            }
+            run(&config, once).await
+        }
+        Command::Show {
+            table,
+            limit,
+            filters,
+            meta,
+        } => show(&config, &table, limit, &filters, meta).await,
+        Command::History { table } => history(&config, &table).await,
+        Command::Table { action, table } => lifecycle(&config, action, &table).await,
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("lakefold: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn validate(config: &Config, no_environment: bool) -> u8 {
+    if !no_environment {
+        let env = environment::check(config);
+        if !env.is_empty() {
+            eprint!("{}", config::ConfigErrors(env));
+            return EXIT_CONFIG;
+        }
+    }
+    println!(
+        "{}: ok ({} source{}, {} route{})",
+        config.path.display(),
+        config.sources.len(),
+        if config.sources.len() == 1 { "" } else { "s" },
+        config.routes.len(),
+        if config.routes.len() == 1 { "" } else { "s" }
+    );
+    EXIT_OK
+}
+
+async fn run(config: &Config, once: bool) -> Result<(), PipelineError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone());
+    let summary = pipeline::run(config, RunOptions { once }, stop).await?;
+    eprintln!("{}", output::run_summary(&summary));
+    Ok(())
+}
+
+fn spawn_signal_handler(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("stop requested: committing what is buffered, then exiting");
+        stop.store(true, Ordering::SeqCst);
+    });
+}
+
+fn known_table(config: &Config, table: &str) -> Result<(), PipelineError> {
+    if table == DEAD_LETTER_TABLE || config.route(table).is_some() {
+        Ok(())
+    } else {
+        Err(PipelineError::UnknownTable(table.to_string()))
+    }
+}
+
+async fn open_existing(config: &Config, table: &str) -> Result<(Lake, HudiTable), PipelineError> {
+    known_table(config, table)?;
+    let lake = Lake::open(config)?;
+    match HudiTable::open(lake.store.clone(), lake.table_path(table), table).await? {
+        Some(t) => Ok((lake, t)),
+        None => Err(crate::sink::hudi::HudiError::NotFound {
+            table: table.to_string(),
+            path: lake.table_location(table),
+        }
+        .into()),
+    }
+}
+
+async fn show(
+    config: &Config,
+    table: &str,
+    limit: usize,
+    filters: &[String],
+    meta: bool,
+) -> Result<(), PipelineError> {
+    let (_, mut t) = open_existing(config, table).await?;
+    let batches = t.snapshot().await?;
+    let keys = t
+        .properties()
+        .list(crate::sink::hudi::TableKey::RecordKeyFields);
+    let text = output::rows(table, batches, &keys, filters, limit, meta)?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn history(config: &Config, table: &str) -> Result<(), PipelineError> {
+    let (_, t) = open_existing(config, table).await?;
+    let entries = t.history().await?;
+    println!("{}", output::history(&entries));
+    Ok(())
+}
+
+async fn lifecycle(config: &Config, action: TableAction, table: &str) -> Result<(), PipelineError> {
+    known_table(config, table)?;
+    let lake = Lake::open(config)?;
+    let (key, partitions) = match config.route(table) {
+        Some(route) => {
+            let spec = RouteSpec::new(route, None);
+            (spec.key_names(), spec.partition_names())
+        }
+        None => (DeadLetter::key_fields(), Vec::new()),
+    };
+    let location = lake.table_location(table);
+    match action {
+        TableAction::Create => {
+            let exists = HudiTable::open(lake.store.clone(), lake.table_path(table), table)
+                .await?
+                .is_some();
+            open_route_table(&lake, table, &key, &partitions).await?;
+            println!(
+                "{table}: {} at {location}",
+                if exists { "already exists" } else { "created" }
+            );
+        }
+        TableAction::Truncate => {
+            let n = HudiTable::drop_table(&lake.store, &lake.table_path(table), table).await?;
+            open_route_table(&lake, table, &key, &partitions).await?;
+            println!("{table}: truncated ({n} files removed; its checkpoint is reset, so the next run rebuilds it from what the source still holds)");
+        }
+        TableAction::Drop => {
+            let n = HudiTable::drop_table(&lake.store, &lake.table_path(table), table).await?;
+            if let Some(root) = &lake.local_root {
+                let _ = remove_empty_dirs(&root.join(table));
+            }
+            println!("{table}: dropped ({n} files removed)");
+        }
+    }
+    Ok(())
+}
+
+/// Removes the empty folders a local file store leaves behind.
+fn remove_empty_dirs(dir: &std::path::Path) -> std::io::Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            remove_empty_dirs(&p)?;
+        }
+    }
+    std::fs::remove_dir(dir)
+}

@@ -1,0 +1,113 @@
+//! Command line (design.md §1): run, validate, show, history, table.
+
+mod commands;
+mod environment;
+mod output;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Exit codes.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Default configuration file.
+pub const DEFAULT_CONFIG: &str = "config/lakefold.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lakefold",
+    version,
+    about = "Moves database change events into Hudi lakehouse tables, folded per key"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Log format on stderr: `text` or `json` (for services).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline (a daemon; with --once: drain what is available, commit, exit).
+    Run {
+        /// Drain what is available now, commit, exit 0.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check the configuration; report every error with file, line and key (exit 78 when bad).
+    Validate {
+        /// Skip checks against the environment (files, lake directory).
+        #[arg(long)]
+        no_environment: bool,
+    },
+    /// Print a table's current rows.
+    Show {
+        /// A route's table, or _lakefold_dead_letters.
+        table: String,
+        /// Most rows to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only rows whose column equals a value, `COL=VAL` (repeatable).
+        #[arg(long = "where", value_name = "COL=VAL")]
+        filters: Vec<String>,
+        /// Also print the _hoodie_* meta columns and the position column.
+        #[arg(long)]
+        meta: bool,
+    },
+    /// Print a table's commits: instant, operation, rows written, checkpoint.
+    History { table: String },
+    /// Table lifecycle: create (empty), truncate (remove all rows and the checkpoint), drop.
+    Table {
+        #[arg(value_enum)]
+        action: TableAction,
+        table: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableAction {
+    Create,
+    Truncate,
+    Drop,
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn main(cli: Cli) -> u8 {
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lakefold: cannot start the async runtime: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    runtime.block_on(commands::dispatch(cli))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAKEFOLD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,269 @@
+//! Projection of one change event through one route.
+
+use super::route::{RouteSpec, HIVE_DEFAULT_PARTITION};
+use super::FoldEntry;
+use crate::config::OnDelete;
+use crate::schema::coerce;
+use crate::sink::hudi::RowChange;
+use lakefold_api::{ChangeEvent, Position, Value};
+
+/// What a route makes of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Projected {
+    /// A row change to fold.
+    Entry(FoldEntry),
+    /// The route does not act on this event (a delete under `on_delete = "ignore"`).
+    Ignored,
+}
+
+/// Projects `event` through `route`. Fixes still-undecided column types from the event (its declared
+/// Debezium types, else its values). An `Err` is a record that does not fit the route: it goes to the
+/// dead-letter table with this message.
+pub fn project(
+    route: &mut RouteSpec,
+    event: &ChangeEvent,
+    position: &Position,
+) -> Result<Projected, String> {
+    let is_delete = event.op.is_delete();
+    if is_delete && route.on_delete == OnDelete::Ignore {
+        return Ok(Projected::Ignored);
+    }
+    let image = event
+        .image()
+        .ok_or_else(|| format!("op {} has no row image", event.op.code()))?;
+    let mut values = Vec::with_capacity(route.projection.len() + 2);
+    for (i, (out, input)) in route.projection.iter().enumerate() {
+        let (declared, value) = match image.get(input) {
+            Some((field, value)) => (field.ty, value.clone()),
+            None if route.key.contains(&i) => {
+                return Err(format!("key column `{input}` is missing from the row"))
+            }
+            None => (None, Value::Null),
+        };
+        if route.types[i].is_none() {
+            route.types[i] = declared.or_else(|| value.natural_type());
+        }
+        let value = match route.types[i] {
+            Some(ty) => coerce(value, ty).map_err(|e| format!("column `{out}`: {e}"))?,
+            None => value,
+        };
+        values.push(value);
+    }
+    let mut key_parts = Vec::with_capacity(route.key.len());
+    for &k in &route.key {
+        let v = &values[k];
+        if v.is_null() {
+            return Err(format!("key column `{}` is null", route.projection[k].1));
+        }
+        key_parts.push((route.projection[k].0.as_str(), v.to_string()));
+    }
+    let record_key = if key_parts.len() == 1 {
+        key_parts.remove(0).1
+    } else {
+        key_parts
+            .iter()
+            .map(|(name, v)| format!("{name}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let partition_path = route
+        .partition_by
+        .iter()
+        .map(|&p| {
+            let v = &values[p];
+            let text = if v.is_null() {
+                HIVE_DEFAULT_PARTITION.to_string()
+            } else {
+                v.to_string()
+            };
+            format!("{}={}", route.projection[p].0, text)
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    let change = if is_delete && route.on_delete == OnDelete::Delete {
+        RowChange::Delete
+    } else {
+        values.push(Value::String(position.order_key()));
+        if route.on_delete == OnDelete::Soft {
+            values.push(Value::Bool(is_delete));
+        }
+        RowChange::Upsert(values)
+    };
+    Ok(Projected::Entry(FoldEntry {
+        record_key,
+        partition_path,
+        position: position.clone(),
+        change,
+    }))
+}
+
+/// Types still undecided when a commit is written become strings; report them so operators can declare
+/// them in `types`.
+pub fn undecided_columns(route: &RouteSpec) -> Vec<&str> {
+    route
+        .projection
+        .iter()
+        .zip(&route.types)
+        .filter(|(_, t)| t.is_none())
+        .map(|((out, _), _)| out.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ByteSize;
+    use crate::config::{Columns, Compression, RouteConfig};
+    use indexmap::IndexMap;
+    use lakefold_api::{Field, Op, Row, StreamPosition, TableId};
+    use std::sync::Arc;
+
+    fn route(on_delete: OnDelete, key: &[&str], cols: &[&str], partition: &[&str]) -> RouteSpec {
+        let cfg = RouteConfig {
+            table: "t".into(),
+            source: "s".into(),
+            from: "dbo.SALES".into(),
+            key: key.iter().map(|s| s.to_string()).collect(),
+            columns: Columns::List(cols.iter().map(|s| s.to_string()).collect()),
+            types: IndexMap::new(),
+            on_delete,
+            partition_by: partition.iter().map(|s| s.to_string()).collect(),
+            compression: Compression::Snappy,
+            max_file_size: ByteSize(1 << 27),
+            small_file_limit: ByteSize(1 << 26),
+        };
+        RouteSpec::new(&cfg, None)
+    }
+
+    fn event(op: Op, pairs: &[(&str, Value)]) -> ChangeEvent {
+        let row = Row {
+            fields: Arc::new(
+                pairs
+                    .iter()
+                    .map(|(n, _)| Field {
+                        name: n.to_string(),
+                        ty: None,
+                    })
+                    .collect(),
+            ),
+            values: pairs.iter().map(|(_, v)| v.clone()).collect(),
+        };
+        let (before, after) = if op.is_delete() {
+            (Some(row), None)
+        } else {
+            (None, Some(row))
+        };
+        ChangeEvent {
+            table: Some(TableId::parse("dbo.SALES")),
+            op,
+            before,
+            after,
+        }
+    }
+
+    fn at(line: u64) -> Position {
+        Position {
+            lsn: None,
+            stream: StreamPosition::Line {
+                line,
+                end_offset: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn composite_keys_and_hive_partitions_follow_hudi() {
+        let mut r = route(OnDelete::Delete, &["a", "b"], &["a", "b", "p"], &["p"]);
+        let e = event(
+            Op::Create,
+            &[
+                ("a", Value::Bigint(1)),
+                ("b", Value::String("x".into())),
+                ("p", Value::Bigint(3)),
+            ],
+        );
+        let Projected::Entry(entry) = project(&mut r, &e, &at(1)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(entry.record_key, "a:1,b:x");
+        assert_eq!(entry.partition_path, "p=3");
+        let e = event(
+            Op::Create,
+            &[
+                ("a", Value::Bigint(1)),
+                ("b", Value::String("x".into())),
+                ("p", Value::Null),
+            ],
+        );
+        let Projected::Entry(entry) = project(&mut r, &e, &at(2)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(entry.partition_path, "p=__HIVE_DEFAULT_PARTITION__");
+    }
+
+    #[test]
+    fn deletes_follow_on_delete() {
+        let del = event(
+            Op::Delete,
+            &[("k", Value::Bigint(1)), ("v", Value::String("x".into()))],
+        );
+        assert_eq!(
+            project(
+                &mut route(OnDelete::Ignore, &["k"], &["k", "v"], &[]),
+                &del,
+                &at(1)
+            )
+            .unwrap(),
+            Projected::Ignored
+        );
+        let Projected::Entry(hard) = project(
+            &mut route(OnDelete::Delete, &["k"], &["k", "v"], &[]),
+            &del,
+            &at(1),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(hard.change, RowChange::Delete);
+        let Projected::Entry(soft) = project(
+            &mut route(OnDelete::Soft, &["k"], &["k", "v"], &[]),
+            &del,
+            &at(1),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        match soft.change {
+            RowChange::Upsert(v) => assert_eq!(v.last(), Some(&Value::Bool(true))),
+            RowChange::Delete => panic!("soft delete must keep the row"),
+        }
+    }
+
+    #[test]
+    fn missing_or_null_keys_and_wrong_types_are_errors() {
+        let mut r = route(OnDelete::Delete, &["k"], &["k", "v"], &[]);
+        let no_key = event(Op::Create, &[("v", Value::String("x".into()))]);
+        assert!(project(&mut r, &no_key, &at(1))
+            .unwrap_err()
+            .contains("key column `k` is missing"));
+        let null_key = event(
+            Op::Create,
+            &[("k", Value::Null), ("v", Value::String("x".into()))],
+        );
+        assert!(project(&mut r, &null_key, &at(2))
+            .unwrap_err()
+            .contains("is null"));
+        let first = event(
+            Op::Create,
+            &[("k", Value::Bigint(1)), ("v", Value::Bigint(5))],
+        );
+        project(&mut r, &first, &at(3)).unwrap();
+        let wrong = event(
+            Op::Create,
+            &[("k", Value::String("abc".into())), ("v", Value::Bigint(5))],
+        );
+        assert!(project(&mut r, &wrong, &at(4))
+            .unwrap_err()
+            .contains("column `k`"));
+    }
+}

@@ -1,0 +1,95 @@
+//! A route compiled for folding: projection, key and partition columns, type overrides, delete handling,
+//! and the column types the table has (or will have).
+
+use crate::config::{OnDelete, RouteConfig};
+use crate::schema::{Column, TableSchema, DELETED_COLUMN, POSITION_COLUMN};
+use lakefold_api::{LogicalType, TableId};
+
+/// Hive's name for the partition of null values (what Hudi writes for a null partition column).
+pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// A route ready to project events.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub table: String,
+    pub source: String,
+    pub from: TableId,
+    /// `(output, input)` column names in output order.
+    pub projection: Vec<(String, String)>,
+    /// Indices into `projection` of the key columns, in key order.
+    pub key: Vec<usize>,
+    /// Indices into `projection` of the partition columns.
+    pub partition_by: Vec<usize>,
+    /// Declared type of each output column (override or table schema); `None` = decided by the first value.
+    pub types: Vec<Option<LogicalType>>,
+    pub on_delete: OnDelete,
+}
+
+impl RouteSpec {
+    /// Compiles a (validated) route; `existing` is the table's current schema, whose types win over
+    /// inference so a table keeps its types across runs.
+    pub fn new(route: &RouteConfig, existing: Option<&TableSchema>) -> RouteSpec {
+        let projection = route.projection();
+        let index = |name: &String| projection.iter().position(|(out, _)| out == name);
+        let types = projection
+            .iter()
+            .map(|(out, _)| {
+                route
+                    .types
+                    .get(out)
+                    .and_then(|t| t.parse().ok())
+                    .or_else(|| existing.and_then(|s| s.index_of(out).map(|i| s.columns[i].ty)))
+            })
+            .collect();
+        RouteSpec {
+            table: route.table.clone(),
+            source: route.source.clone(),
+            from: TableId::parse(&route.from),
+            key: route.key.iter().filter_map(index).collect(),
+            partition_by: route.partition_by.iter().filter_map(index).collect(),
+            projection,
+            types,
+            on_delete: route.on_delete,
+        }
+    }
+
+    /// Output names of the key columns.
+    pub fn key_names(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|&i| self.projection[i].0.clone())
+            .collect()
+    }
+
+    pub fn partition_names(&self) -> Vec<String> {
+        self.partition_by
+            .iter()
+            .map(|&i| self.projection[i].0.clone())
+            .collect()
+    }
+
+    /// The table schema for the next commit: projected columns (undecided types become string), the
+    /// position (precombine) column, and the soft-delete marker for `on_delete = "soft"`.
+    pub fn table_schema(&self) -> TableSchema {
+        let mut columns: Vec<Column> = self
+            .projection
+            .iter()
+            .zip(&self.types)
+            .map(|((out, _), ty)| Column {
+                name: out.clone(),
+                ty: ty.unwrap_or(LogicalType::String),
+            })
+            .collect();
+        columns.push(Column {
+            name: POSITION_COLUMN.into(),
+            ty: LogicalType::String,
+        });
+        if self.on_delete == OnDelete::Soft {
+            columns.push(Column {
+                name: DELETED_COLUMN.into(),
+                ty: LogicalType::Boolean,
+            });
+        }
+        TableSchema { columns }
+    }
+}

@@ -1,0 +1,8 @@
+//! lakefold: Debezium / SQL Server change events folded per key into Apache Hudi (and Delta) tables.
+
+pub mod cli;
+pub mod config;
+pub mod fold;
+pub mod pipeline;
+pub mod schema;
+pub mod sink;

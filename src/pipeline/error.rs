@@ -1,0 +1,21 @@
+//! Errors of the pipeline layer.
+
+use crate::sink::hudi::HudiError;
+use lakefold_api::SourceError;
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Sink(#[from] HudiError),
+    #[error("source `{name}`: {error}")]
+    Source { name: String, error: SourceError },
+    #[error("lake {uri}: {message}")]
+    Lake { uri: String, message: String },
+    #[error("table `{table}`: its last commit holds an unreadable checkpoint: {message}")]
+    Checkpoint { table: String, message: String },
+    #[error("source `{name}` of type {kind} is not supported by this build yet")]
+    UnsupportedSource { name: String, kind: &'static str },
+    #[error("unknown table `{0}` (not a route's table nor {dl})", dl = super::DEAD_LETTER_TABLE)]
+    UnknownTable(String),
+}

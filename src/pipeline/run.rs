@@ -1,0 +1,394 @@
+//! The run loop: poll every source, fold its records into each route, commit each table with the source
+//! checkpoint, and stop after draining (`--once`) or on SIGTERM/SIGINT.
+
+use super::dead_letter::{DeadLetter, DEAD_LETTER_TABLE};
+use super::error::PipelineError;
+use super::lake::Lake;
+use super::tables::{open_route_table, read_checkpoints};
+use crate::config::{Config, RouteConfig, SourceConfig};
+use crate::fold::{project, undecided_columns, Fold, Projected, RouteSpec};
+use crate::sink::hudi::{CommitSummary, HudiTable, StagedRow, TableLayout, CHECKPOINT_KEY};
+use lakefold_api::{BatchLimits, Checkpoint, Decoded, SourceRecord};
+use lakefold_debezium::FileSource;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Drain what is available now, commit, and return.
+    pub once: bool,
+}
+
+/// Row counts of one table over a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableTotals {
+    pub commits: u64,
+    pub inserts: u64,
+    pub updates: u64,
+    pub deletes: u64,
+    pub stale: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    pub records: u64,
+    pub events: u64,
+    pub skipped: u64,
+    pub dead_letters: u64,
+    pub tables: BTreeMap<String, TableTotals>,
+}
+
+impl RunSummary {
+    fn add(&mut self, table: &str, s: &CommitSummary) {
+        let t = self.tables.entry(table.to_string()).or_default();
+        if s.instant.is_some() {
+            t.commits += 1;
+        }
+        t.inserts += s.inserts;
+        t.updates += s.updates;
+        t.deletes += s.deletes;
+        t.stale += s.stale;
+    }
+}
+
+struct RouteState {
+    spec: RouteSpec,
+    layout: TableLayout,
+    table: HudiTable,
+    checkpoint: Option<Checkpoint>,
+    fold: Fold,
+}
+
+struct SourceState {
+    name: String,
+    configured_path: String,
+    reader: FileSource,
+    poll_interval: Duration,
+    caught_up: bool,
+    routes: Vec<usize>,
+    checkpoint: Option<Checkpoint>,
+}
+
+struct DeadLetterState {
+    table: HudiTable,
+    checkpoints: BTreeMap<String, Checkpoint>,
+    pending: Vec<StagedRow>,
+}
+
+/// Resolves a configured file path: relative to the working directory, else to the config file's folder.
+pub fn resolve_source_path(config: &Config, path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    if p.is_absolute() || p.exists() {
+        return p;
+    }
+    match config.path.parent() {
+        Some(dir) if dir.join(&p).exists() => dir.join(p),
+        _ => p,
+    }
+}
+
+/// Runs the pipeline of `config` until drained (`once`) or until `stop` is set.
+pub async fn run(
+    config: &Config,
+    options: RunOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary, PipelineError> {
+    let lake = Lake::open(config)?;
+    let mut routes = Vec::new();
+    for route in &config.routes {
+        routes.push(open_route(&lake, route).await?);
+    }
+    let dl_table =
+        open_route_table(&lake, DEAD_LETTER_TABLE, &DeadLetter::key_fields(), &[]).await?;
+    let mut dead = DeadLetterState {
+        checkpoints: read_checkpoints(&dl_table).await?,
+        table: dl_table,
+        pending: Vec::new(),
+    };
+
+    let mut sources = Vec::new();
+    for (name, source) in &config.sources {
+        let route_ids: Vec<usize> = routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| &r.spec.source == name)
+            .map(|(i, _)| i)
+            .collect();
+        if route_ids.is_empty() {
+            tracing::warn!(source = %name, "no route reads this source; it is not read");
+            continue;
+        }
+        let SourceConfig::DebeziumFile(file) = source else {
+            return Err(PipelineError::UnsupportedSource {
+                name: name.clone(),
+                kind: source.type_name(),
+            });
+        };
+        // Resume where the least advanced route table stopped. Dead letters are committed before the
+        // route tables in every round, so everything up to there is already in the dead-letter table.
+        let mut resume: Option<Checkpoint> = None;
+        let mut from_start = false;
+        for &i in &route_ids {
+            match &routes[i].checkpoint {
+                None => from_start = true,
+                Some(cp) => {
+                    resume = Some(match &resume {
+                        Some(r) => r.earliest(cp).clone(),
+                        None => cp.clone(),
+                    })
+                }
+            }
+        }
+        let resume = if from_start { None } else { resume };
+        let path = resolve_source_path(config, &file.path);
+        let reader = FileSource::open(&file.path, path, resume.as_ref(), !options.once)
+            .await
+            .map_err(|error| PipelineError::Source {
+                name: name.clone(),
+                error,
+            })?;
+        tracing::info!(source = %name, file = %file.path, resume = %resume.as_ref().map(Checkpoint::describe).unwrap_or_else(|| "start".into()), "reading");
+        sources.push(SourceState {
+            name: name.clone(),
+            configured_path: file.path.clone(),
+            checkpoint: resume,
+            reader,
+            poll_interval: file.poll_interval.0,
+            caught_up: false,
+            routes: route_ids,
+        });
+    }
+
+    let mut summary = RunSummary::default();
+    let limits_total = BatchLimits {
+        max_records: config.commit.max_events,
+        max_bytes: config.commit.max_bytes.0 as usize,
+    };
+    let mut pending_records = 0usize;
+    let mut pending_bytes = 0usize;
+    let mut last_commit = Instant::now();
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        let mut all_caught_up = true;
+        if !stopping {
+            for s in sources.iter_mut() {
+                let limits = BatchLimits {
+                    max_records: limits_total
+                        .max_records
+                        .saturating_sub(pending_records)
+                        .max(1),
+                    max_bytes: limits_total.max_bytes.saturating_sub(pending_bytes).max(1),
+                };
+                let batch = s
+                    .reader
+                    .poll(limits)
+                    .await
+                    .map_err(|error| PipelineError::Source {
+                        name: s.name.clone(),
+                        error,
+                    })?;
+                s.caught_up = batch.caught_up;
+                all_caught_up &= batch.caught_up;
+                for record in &batch.records {
+                    pending_records += 1;
+                    pending_bytes += record.raw.len();
+                    summary.records += 1;
+                    process(record, s, &mut routes, &mut dead, &mut summary);
+                }
+                if batch.checkpoint.is_some() {
+                    s.checkpoint = batch.checkpoint;
+                }
+            }
+        }
+        let full =
+            pending_records >= limits_total.max_records || pending_bytes >= limits_total.max_bytes;
+        let due = last_commit.elapsed() >= config.commit.interval.0;
+        let finishing = stopping || (options.once && all_caught_up);
+        if pending_records > 0 && (full || due || finishing) {
+            commit_all(&mut routes, &sources, &mut dead, &mut summary).await?;
+            pending_records = 0;
+            pending_bytes = 0;
+            last_commit = Instant::now();
+        }
+        if finishing {
+            break;
+        }
+        if all_caught_up {
+            let nap = sources
+                .iter()
+                .map(|s| s.poll_interval)
+                .min()
+                .unwrap_or(Duration::from_secs(1));
+            let until = Instant::now() + nap;
+            while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50).min(nap)).await;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+async fn open_route(lake: &Lake, route: &RouteConfig) -> Result<RouteState, PipelineError> {
+    let mut spec = RouteSpec::new(route, None);
+    let table = open_route_table(
+        lake,
+        &route.table,
+        &spec.key_names(),
+        &spec.partition_names(),
+    )
+    .await?;
+    if let Some(existing) = table.schema().await? {
+        spec = RouteSpec::new(route, Some(&existing));
+    }
+    let checkpoint = read_checkpoints(&table).await?.remove(&route.source);
+    Ok(RouteState {
+        spec,
+        layout: TableLayout {
+            compression: route.compression,
+            max_file_size: route.max_file_size.0,
+            small_file_limit: route.small_file_limit.0,
+        },
+        table,
+        checkpoint,
+        fold: Fold::default(),
+    })
+}
+
+fn location(source: &SourceState, record: &SourceRecord) -> String {
+    format!("{} {}", source.configured_path, record.position)
+}
+
+fn process(
+    record: &SourceRecord,
+    source: &SourceState,
+    routes: &mut [RouteState],
+    dead: &mut DeadLetterState,
+    summary: &mut RunSummary,
+) {
+    let dl_covers = dead
+        .checkpoints
+        .get(&source.name)
+        .is_some_and(|cp| cp.covers(&record.position));
+    let mut reject = |table: Option<String>, error: String| {
+        if dl_covers {
+            return;
+        }
+        tracing::warn!(source = %source.name, at = %location(source, record), table = table.as_deref().unwrap_or("-"), %error, "dead letter");
+        summary.dead_letters += 1;
+        let letter = DeadLetter {
+            source: source.name.clone(),
+            table,
+            position: record.position.clone(),
+            location: location(source, record),
+            raw: record.raw.clone(),
+            error,
+        };
+        dead.pending
+            .push(letter.staged(chrono::Utc::now().timestamp_micros()));
+    };
+    let event = match &record.decoded {
+        Decoded::Event(e) => e,
+        Decoded::Skipped(_) => {
+            summary.skipped += 1;
+            return;
+        }
+        Decoded::Failed(error) => {
+            reject(None, error.clone());
+            return;
+        }
+    };
+    summary.events += 1;
+    for &i in &source.routes {
+        let route = &mut routes[i];
+        if route
+            .checkpoint
+            .as_ref()
+            .is_some_and(|cp| cp.covers(&record.position))
+        {
+            continue;
+        }
+        if event
+            .table
+            .as_ref()
+            .is_some_and(|t| !route.spec.from.matches(t))
+        {
+            continue;
+        }
+        match project(&mut route.spec, event, &record.position) {
+            Ok(Projected::Entry(entry)) => route.fold.add(entry),
+            Ok(Projected::Ignored) => {}
+            Err(error) => reject(Some(route.spec.table.clone()), error),
+        }
+    }
+}
+
+fn checkpoint_json(map: &BTreeMap<String, Checkpoint>) -> String {
+    serde_json::to_string(map).unwrap_or_default()
+}
+
+async fn commit_all(
+    routes: &mut [RouteState],
+    sources: &[SourceState],
+    dead: &mut DeadLetterState,
+    summary: &mut RunSummary,
+) -> Result<(), PipelineError> {
+    let current: HashMap<&str, &Checkpoint> = sources
+        .iter()
+        .filter_map(|s| s.checkpoint.as_ref().map(|c| (s.name.as_str(), c)))
+        .collect();
+    if !dead.pending.is_empty() {
+        let mut map = dead.checkpoints.clone();
+        for (name, cp) in &current {
+            map.insert(name.to_string(), (*cp).clone());
+        }
+        let extra = BTreeMap::from([(CHECKPOINT_KEY.to_string(), checkpoint_json(&map))]);
+        let mut rows = std::mem::take(&mut dead.pending);
+        rows.sort_by(|a, b| a.record_key.cmp(&b.record_key));
+        rows.dedup_by(|a, b| a.record_key == b.record_key);
+        let layout = TableLayout {
+            compression: crate::config::Compression::Gzip,
+            max_file_size: 120 << 20,
+            small_file_limit: 100 << 20,
+        };
+        let result = dead
+            .table
+            .upsert(&DeadLetter::schema(), rows, layout, extra)
+            .await?;
+        if result.instant.is_some() {
+            dead.checkpoints = map;
+        }
+        summary.add(DEAD_LETTER_TABLE, &result);
+    }
+    for route in routes.iter_mut() {
+        let Some(cp) = current.get(route.spec.source.as_str()) else {
+            continue;
+        };
+        if route.fold.is_empty() {
+            continue;
+        }
+        let undecided = undecided_columns(&route.spec);
+        if !undecided.is_empty() {
+            tracing::warn!(table = %route.spec.table, columns = ?undecided, "columns seen only as nulls are stored as string; declare them in `types`");
+        }
+        let schema = route.spec.table_schema();
+        let rows = route.fold.drain();
+        let mut map = BTreeMap::new();
+        map.insert(route.spec.source.clone(), (*cp).clone());
+        let extra = BTreeMap::from([(CHECKPOINT_KEY.to_string(), checkpoint_json(&map))]);
+        let result = route
+            .table
+            .upsert(&schema, rows, route.layout, extra)
+            .await?;
+        if let Some(instant) = &result.instant {
+            tracing::info!(table = %route.spec.table, %instant, inserts = result.inserts, updates = result.updates, deletes = result.deletes, files = result.files, checkpoint = %cp.describe(), "committed");
+            route.checkpoint = Some((*cp).clone());
+        }
+        summary.add(&route.spec.table, &result);
+    }
+    Ok(())
+}

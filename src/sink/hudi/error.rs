@@ -1,0 +1,42 @@
+//! Errors of the Hudi sink; each names the table and the file or instant involved.
+
+/// An error while reading or writing a Hudi table.
+#[derive(Debug, thiserror::Error)]
+pub enum HudiError {
+    #[error("table `{table}`: storage error on {path}: {source}")]
+    Storage {
+        table: String,
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("table `{table}`: parquet error in {path}: {source}")]
+    Parquet {
+        table: String,
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("table `{table}`: arrow error while {context}: {source}")]
+    Arrow {
+        table: String,
+        context: String,
+        source: arrow::error::ArrowError,
+    },
+    #[error("table `{table}`: instant {instant} has unreadable commit metadata: {source}")]
+    CommitJson {
+        table: String,
+        instant: String,
+        source: serde_json::Error,
+    },
+    #[error("table `{table}` at {path}: {reason}")]
+    Unsupported {
+        table: String,
+        path: String,
+        reason: String,
+    },
+    #[error("table `{table}`: instant {instant} was completed by another writer; lakefold allows one writer per table")]
+    Conflict { table: String, instant: String },
+    #[error("table `{table}`: {message}")]
+    Data { table: String, message: String },
+    #[error("table `{table}` does not exist at {path}")]
+    NotFound { table: String, path: String },
+}

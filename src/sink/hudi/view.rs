@@ -1,0 +1,194 @@
+//! The file-system view: for every file group its latest committed base file, and the key index (record
+//! key → file group), built by listing the table and reading the `_hoodie_record_key` column (Hudi's
+//! SIMPLE index, global across partitions).
+
+use super::commit_metadata::CommitMetadata;
+use super::error::HudiError;
+use super::file_name::BaseFileName;
+use super::instant::{Action, Instant};
+use super::parquet_io::{read_object, read_parquet};
+use super::timeline::Timeline;
+use arrow::array::{Array, AsArray};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+/// Name of the per-partition metadata file.
+pub const PARTITION_METADATA: &str = ".hoodie_partition_metadata";
+
+/// A base file of a file group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseFile {
+    pub name: BaseFileName,
+    pub path: Path,
+    pub size: u64,
+}
+
+/// A file group and its latest committed slice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileGroup {
+    pub partition: String,
+    pub file_id: String,
+    pub latest: BaseFile,
+    /// Rows in the latest base file.
+    pub rows: u64,
+}
+
+/// Identifies a file group: (partition path, file id).
+pub type GroupId = (String, String);
+
+/// What readers see: the latest committed slice of every file group.
+#[derive(Debug, Clone, Default)]
+pub struct FileView {
+    pub groups: BTreeMap<GroupId, FileGroup>,
+    /// Record key → its file group.
+    pub keys: HashMap<String, GroupId>,
+    /// Partitions that have their `.hoodie_partition_metadata`.
+    pub partitions: BTreeSet<String>,
+}
+
+impl FileView {
+    /// Lists the table and builds the view (and, with `with_keys`, the key index).
+    pub async fn load(
+        store: &Arc<dyn ObjectStore>,
+        table: &str,
+        base: &Path,
+        timeline: &Timeline,
+        with_keys: bool,
+    ) -> Result<FileView, HudiError> {
+        let mut replaced: HashSet<GroupId> = HashSet::new();
+        for (instant, file) in timeline.completed_writes() {
+            if file.action == Action::ReplaceCommit {
+                let path = base
+                    .clone()
+                    .join(".hoodie")
+                    .clone()
+                    .join(file.file_name.as_str());
+                let bytes = read_object(store, table, &path).await?;
+                let meta: CommitMetadata =
+                    serde_json::from_slice(&bytes).map_err(|source| HudiError::CommitJson {
+                        table: table.to_string(),
+                        instant: instant.to_string(),
+                        source,
+                    })?;
+                for (partition, ids) in meta.partition_to_replace_file_ids.unwrap_or_default() {
+                    for id in ids {
+                        replaced.insert((partition.clone(), id));
+                    }
+                }
+            }
+        }
+        let first = timeline.first_instant().cloned();
+        let visible = |instant: &Instant| {
+            timeline.is_completed_write(instant) || first.as_ref().is_some_and(|f| instant < f)
+        };
+
+        let objects: Vec<_> = store
+            .list(Some(base))
+            .try_collect()
+            .await
+            .map_err(|source| HudiError::Storage {
+                table: table.to_string(),
+                path: base.to_string(),
+                source,
+            })?;
+        let mut view = FileView::default();
+        for meta in objects {
+            let Some(parts) = meta.location.prefix_match(base) else {
+                continue;
+            };
+            let parts: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+            let Some((file, dirs)) = parts.split_last() else {
+                continue;
+            };
+            if dirs.first().is_some_and(|d| d.starts_with('.')) {
+                continue;
+            }
+            let partition = dirs.join("/");
+            if file == PARTITION_METADATA {
+                view.partitions.insert(partition);
+                continue;
+            }
+            let Some(name) = BaseFileName::parse(file) else {
+                continue;
+            };
+            if !visible(&name.instant) {
+                continue;
+            }
+            let id = (partition.clone(), name.file_id.clone());
+            if replaced.contains(&id) {
+                continue;
+            }
+            let candidate = BaseFile {
+                name,
+                path: meta.location.clone(),
+                size: meta.size,
+            };
+            match view.groups.get_mut(&id) {
+                Some(g) if g.latest.name.instant >= candidate.name.instant => {}
+                Some(g) => g.latest = candidate,
+                None => {
+                    view.groups.insert(
+                        id.clone(),
+                        FileGroup {
+                            partition,
+                            file_id: id.1.clone(),
+                            latest: candidate,
+                            rows: 0,
+                        },
+                    );
+                }
+            }
+        }
+        if with_keys {
+            for (id, group) in view.groups.iter_mut() {
+                let batches = read_parquet(
+                    store,
+                    table,
+                    &group.latest.path,
+                    Some(&["_hoodie_record_key"]),
+                )
+                .await?;
+                let mut rows = 0u64;
+                for batch in &batches {
+                    let Some(col) = batch
+                        .column_by_name("_hoodie_record_key")
+                        .and_then(|c| c.as_string_opt::<i32>())
+                    else {
+                        return Err(HudiError::Data {
+                            table: table.to_string(),
+                            message: format!(
+                                "{} has no string _hoodie_record_key column",
+                                group.latest.path
+                            ),
+                        });
+                    };
+                    for i in 0..col.len() {
+                        if col.is_valid(i) {
+                            view.keys.insert(col.value(i).to_string(), id.clone());
+                        }
+                    }
+                    rows += batch.num_rows() as u64;
+                }
+                group.rows = rows;
+            }
+        }
+        Ok(view)
+    }
+
+    /// Average bytes per row over the latest base files, or Hudi's default estimate (1024).
+    pub fn average_record_size(&self) -> u64 {
+        let (bytes, rows) = self
+            .groups
+            .values()
+            .filter(|g| g.rows > 0)
+            .fold((0u64, 0u64), |(b, r), g| (b + g.latest.size, r + g.rows));
+        if rows == 0 {
+            1024
+        } else {
+            (bytes / rows).max(1)
+        }
+    }
+}

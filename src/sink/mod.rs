@@ -1,0 +1,3 @@
+//! Table sinks. Hudi (table version 6, copy-on-write) is the default format.
+
+pub mod hudi;
