@@ -226,14 +226,18 @@ impl Loader {
             }
         }
 
-        if lake.is_none() && !sites.lake.is_some() {
+        if sites.lake.is_none() {
             self.errors.push(src.error(
                 None,
                 "lake",
                 "missing required section [lake] (with `uri`)",
             ));
         }
-        let lake = lake?;
+        // A missing or broken [lake] is already reported; a placeholder lets every other check run.
+        let lake = lake.unwrap_or(LakeConfig {
+            uri: ".".into(),
+            format: LakeFormat::Hudi,
+        });
         Some((
             Config {
                 path: path.to_path_buf(),

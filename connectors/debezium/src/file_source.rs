@@ -223,7 +223,7 @@ mod tests {
             batch.records[4].position.stream,
             StreamPosition::Line {
                 line: 5,
-                end_offset: 28
+                end_offset: 27
             }
         );
 

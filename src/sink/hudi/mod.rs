@@ -1,7 +1,7 @@
 //! Apache Hudi table version 6, copy-on-write: what Athena (Hudi 0.14/0.15) reads. lakefold writes the
 //! format itself; the facts it follows are in `shared/hudi-v6-cow.md` and the Spark-written golden tables.
 
-mod avro_schema;
+pub(crate) mod avro_schema;
 mod commit_metadata;
 mod error;
 mod file_name;

@@ -7,10 +7,13 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::basic::{LogicalType as ParquetLogicalType, Type as PhysicalType};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::{SchemaDescriptor, Type};
 use std::sync::Arc;
 
 /// Reads a whole object.
@@ -77,6 +80,47 @@ pub fn codec(c: crate::config::Compression) -> Compression {
     }
 }
 
+/// The parquet schema Spark Hudi writes for `schema`: root `hoodie.<table>.<table>_record`, decimals as
+/// FIXED_LEN_BYTE_ARRAY of Spark's minimal length (arrow-rs would pick INT32/INT64 for small precisions,
+/// which older Hive-based readers do not take).
+fn spark_parquet_schema(
+    table: &str,
+    schema: &arrow::datatypes::Schema,
+) -> parquet::errors::Result<SchemaDescriptor> {
+    let converted = ArrowSchemaConverter::new().convert(schema)?;
+    let mut fields = Vec::with_capacity(converted.root_schema().get_fields().len());
+    for field in converted.root_schema().get_fields() {
+        let info = field.get_basic_info();
+        let decimal = match info.logical_type_ref() {
+            Some(ParquetLogicalType::Decimal(d)) if field.is_primitive() => {
+                Some((d.scale, d.precision))
+            }
+            _ => None,
+        };
+        match decimal {
+            Some((scale, precision))
+                if field.get_physical_type() != PhysicalType::FIXED_LEN_BYTE_ARRAY =>
+            {
+                let length = super::avro_schema::decimal_fixed_size(precision as u8) as i32;
+                let t =
+                    Type::primitive_type_builder(field.name(), PhysicalType::FIXED_LEN_BYTE_ARRAY)
+                        .with_repetition(info.repetition())
+                        .with_length(length)
+                        .with_logical_type(Some(ParquetLogicalType::decimal(scale, precision)))
+                        .with_precision(precision)
+                        .with_scale(scale)
+                        .build()?;
+                fields.push(Arc::new(t));
+            }
+            _ => fields.push(field.clone()),
+        }
+    }
+    let root = Type::group_type_builder(&format!("hoodie.{table}.{table}_record"))
+        .with_fields(fields)
+        .build()?;
+    Ok(SchemaDescriptor::new(Arc::new(root)))
+}
+
 /// Encodes `batch` as a parquet file with Hudi's footer keys.
 pub fn encode_parquet(
     table: &str,
@@ -100,7 +144,10 @@ pub fn encode_parquet(
                 .collect(),
         ))
         .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(pq)?;
+    let options = ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_parquet_schema(spark_parquet_schema(table, &schema).map_err(pq)?);
+    let mut writer = ArrowWriter::try_new_with_options(Vec::new(), schema, options).map_err(pq)?;
     writer.write(batch).map_err(pq)?;
     writer.into_inner().map_err(pq)
 }
