@@ -11,3 +11,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_str};
 pub use model::*;
 pub use units::{ByteSize, DurationText};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, builds, runs the Rust tests, then the
+# integration tests that run the binary and read every table back with hudi-rs (Python `hudi`) and daft.
+#
+#   scripts/test.sh
+#
+# Caches: CARGO_TARGET_DIR and the Python venv live under $HOME/.cache/lakefold/ so reruns are warm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${LAKEFOLD_CACHE:-$HOME/.cache/lakefold}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+VENV="$CACHE/venv"
+mkdir -p "$CACHE"
+
+log() { printf '\n== %s ==\n' "$*" >&2; }
+
+# System packages: a Python with venv and pip (Debian's python3 lacks venv until python3-venv is installed).
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  log "installing python3-venv"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv python3-pip >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv python3-pip >/dev/null; fi
+fi
+
+# Python readers (written by others) in a venv; reinstalled only when requirements change.
+REQ=tests/python/requirements.txt
+if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQ" "$VENV/.requirements" 2>/dev/null; then
+  log "python venv at $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r "$REQ"
+  cp "$REQ" "$VENV/.requirements"
+fi
+
+log "cargo build"
+cargo build --locked --bin lakefold
+
+log "cargo test (unit and Rust integration tests)"
+cargo test --locked --workspace
+
+log "integration tests (binary + hudi-rs + daft)"
+export LAKEFOLD_BIN="$CARGO_TARGET_DIR/debug/lakefold"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python

@@ -1,0 +1,3 @@
+//! Rust integration tests, one binary (one link step).
+
+mod hudi_table;
