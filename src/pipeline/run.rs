@@ -16,6 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Records and bytes taken from a source per poll: raw records are dropped once folded, so memory is
+/// bounded by the fold state and one poll, not by a whole commit's worth of input.
+const POLL_RECORDS: usize = 8192;
+const POLL_BYTES: usize = 16 << 20;
+
 /// How to run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -98,6 +103,11 @@ pub async fn run(
     options: RunOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary, PipelineError> {
+    if config.metrics.is_some() {
+        tracing::warn!(
+            "[metrics] is accepted, but this build does not serve the Prometheus endpoint yet"
+        );
+    }
     let lake = Lake::open(config)?;
     let mut routes = Vec::new();
     for route in &config.routes {
@@ -181,8 +191,11 @@ pub async fn run(
                     max_records: limits_total
                         .max_records
                         .saturating_sub(pending_records)
-                        .max(1),
-                    max_bytes: limits_total.max_bytes.saturating_sub(pending_bytes).max(1),
+                        .clamp(1, POLL_RECORDS),
+                    max_bytes: limits_total
+                        .max_bytes
+                        .saturating_sub(pending_bytes)
+                        .clamp(1, POLL_BYTES),
                 };
                 let batch = s
                     .reader
