@@ -15,11 +15,19 @@ mkdir -p "$CACHE"
 
 log() { printf '\n== %s ==\n' "$*" >&2; }
 
-# System packages: a Python with venv and pip (Debian's python3 lacks venv until python3-venv is installed).
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  log "installing python3-venv"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv python3-pip >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv python3-pip >/dev/null; fi
+# System packages: C toolchain and headers to build librdkafka (rdkafka-sys), and a Python with venv.
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq "$@" >/dev/null; fi
+}
+missing=()
+for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv python3-pip)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  apt_install "${missing[@]}"
 fi
 
 # Python readers (written by others) in a venv; reinstalled only when requirements change.
@@ -38,6 +46,14 @@ cargo build --locked --bin lakefold
 log "cargo test (unit and Rust integration tests)"
 cargo test --locked --workspace
 
-log "integration tests (binary + hudi-rs + daft)"
+# The Kafka-protocol broker the Kafka tests run against (tansu), built once into the cache.
+TANSU="$CACHE/tools/bin/tansu"
+if [ ! -x "$TANSU" ]; then
+  log "cargo install tansu (once; cached in $CACHE/tools)"
+  CARGO_TARGET_DIR="$CACHE/tansu-target" cargo install tansu --locked --features dynostore,libsql --root "$CACHE/tools"
+fi
+export TANSU_BIN="$TANSU" LAKEFOLD_REQUIRE_KAFKA=1
+
+log "integration tests (binary + hudi-rs + daft; tansu broker; schema registry)"
 export LAKEFOLD_BIN="$CARGO_TARGET_DIR/debug/lakefold"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python

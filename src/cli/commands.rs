@@ -19,9 +19,9 @@ pub async fn dispatch(cli: Cli) -> u8 {
         }
     };
     let result = match cli.command {
-        Command::Validate { no_environment } => return validate(&config, no_environment),
+        Command::Validate { no_environment } => return validate(&config, no_environment).await,
         Command::Run { once } => {
-            let env = environment::check(&config);
+            let env = environment::check(&config, false).await;
             if !env.is_empty() {
                 eprint!("{}", config::ConfigErrors(env));
                 return EXIT_CONFIG;
@@ -46,9 +46,9 @@ pub async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-fn validate(config: &Config, no_environment: bool) -> u8 {
+async fn validate(config: &Config, no_environment: bool) -> u8 {
     if !no_environment {
-        let env = environment::check(config);
+        let env = environment::check(config, true).await;
         if !env.is_empty() {
             eprint!("{}", config::ConfigErrors(env));
             return EXIT_CONFIG;

@@ -1,10 +1,13 @@
 //! Environment checks of `validate` (skipped with `--no-environment`) and of `run` at start.
 
 use crate::config::{Config, ConfigError, SourceConfig};
-use crate::pipeline::run::resolve_source_path;
+use crate::pipeline::sources::{kafka_options, resolve_source_path};
+use lakefold_debezium::KafkaSource;
+use std::time::Duration;
 
-/// Problems with what the configuration points at: missing source files, an unusable lake directory.
-pub fn check(config: &Config) -> Vec<ConfigError> {
+/// Problems with what the configuration points at: missing source files, an unusable lake directory,
+/// unset environment variables, and (with `brokers`) unreachable Kafka brokers or missing topics.
+pub async fn check(config: &Config, brokers: bool) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let at = |key: &str, message: String| ConfigError {
         file: config.path.clone(),
@@ -14,14 +17,27 @@ pub fn check(config: &Config) -> Vec<ConfigError> {
         message,
     };
     for (name, source) in &config.sources {
-        if let SourceConfig::DebeziumFile(f) = source {
-            let path = resolve_source_path(config, &f.path);
-            if let Err(e) = std::fs::File::open(&path) {
-                errors.push(at(
-                    &format!("sources.{name}.path"),
-                    format!("cannot open {}: {e}", path.display()),
-                ));
+        match source {
+            SourceConfig::DebeziumFile(f) => {
+                let path = resolve_source_path(config, &f.path);
+                if let Err(e) = std::fs::File::open(&path) {
+                    errors.push(at(
+                        &format!("sources.{name}.path"),
+                        format!("cannot open {}: {e}", path.display()),
+                    ));
+                }
             }
+            SourceConfig::DebeziumKafka(k) => match kafka_options(name, k, config, true) {
+                Err(e) => errors.push(at(&format!("sources.{name}"), e.to_string())),
+                Ok(mut options) if brokers => {
+                    options.connect_timeout = Some(Duration::from_secs(15));
+                    if let Err(e) = KafkaSource::check_topics(&options).await {
+                        errors.push(at(&format!("sources.{name}.topics"), e.to_string()));
+                    }
+                }
+                Ok(_) => {}
+            },
+            SourceConfig::SqlServerCdc(_) => {}
         }
     }
     if let Some(dir) = crate::pipeline::lake_local_path(&config.lake.uri) {

@@ -97,7 +97,11 @@ pub fn main(cli: Cli) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    runtime.block_on(commands::dispatch(cli))
+    let code = runtime.block_on(commands::dispatch(cli));
+    // Do not wait for blocking calls still in flight (a librdkafka metadata request against an absent
+    // broker): everything that matters is committed by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 fn init_logging(format: LogFormat) {

@@ -31,6 +31,9 @@ pub fn project(
     let image = event
         .image()
         .ok_or_else(|| format!("op {} has no row image", event.op.code()))?;
+    // Types still undecided are decided on a copy, kept only if the record is accepted: a rejected record
+    // must not choose a column's type for the rest of the table's life.
+    let mut types = route.types.clone();
     let mut values = Vec::with_capacity(route.projection.len() + 2);
     for (i, (out, input)) in route.projection.iter().enumerate() {
         let (declared, value) = match image.get(input) {
@@ -40,10 +43,10 @@ pub fn project(
             }
             None => (None, Value::Null),
         };
-        if route.types[i].is_none() {
-            route.types[i] = declared.or_else(|| value.natural_type());
+        if types[i].is_none() {
+            types[i] = declared.or_else(|| value.natural_type());
         }
-        let value = match route.types[i] {
+        let value = match types[i] {
             Some(ty) => coerce(value, ty).map_err(|e| format!("column `{out}`: {e}"))?,
             None => value,
         };
@@ -80,6 +83,7 @@ pub fn project(
         })
         .collect::<Vec<_>>()
         .join("/");
+    route.types = types;
     let change = if is_delete && route.on_delete == OnDelete::Delete {
         RowChange::Delete
     } else {
@@ -253,6 +257,7 @@ mod tests {
         assert!(project(&mut r, &null_key, &at(2))
             .unwrap_err()
             .contains("is null"));
+        assert_eq!(r.types[1], None, "a rejected record decided a column type");
         let first = event(
             Op::Create,
             &[("k", Value::Bigint(1)), ("v", Value::Bigint(5))],

@@ -70,7 +70,12 @@ impl RouteSpec {
 
     /// The table schema for the next commit: projected columns (undecided types become string), the
     /// position (precombine) column, and the soft-delete marker for `on_delete = "soft"`.
-    pub fn table_schema(&self) -> TableSchema {
+    ///
+    /// Undecided types become string and stay string from now on, so every file of the table agrees.
+    pub fn table_schema(&mut self) -> TableSchema {
+        for ty in self.types.iter_mut() {
+            ty.get_or_insert(LogicalType::String);
+        }
         let mut columns: Vec<Column> = self
             .projection
             .iter()

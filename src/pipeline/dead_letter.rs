@@ -6,7 +6,7 @@ use crate::schema::{Column, TableSchema, POSITION_COLUMN};
 use crate::sink::hudi::{RowChange, StagedRow};
 use base64::Engine;
 use bytes::Bytes;
-use lakefold_api::{LogicalType, Position, TimeUnit, Value};
+use lakefold_api::{LogicalType, Position, StreamPosition, TimeUnit, Value};
 
 /// Name of the dead-letter table.
 pub const DEAD_LETTER_TABLE: &str = "_lakefold_dead_letters";
@@ -38,6 +38,9 @@ impl DeadLetter {
                 col("table_name", LogicalType::String),
                 col("location", LogicalType::String),
                 col("line", LogicalType::Bigint),
+                col("topic", LogicalType::String),
+                col("partition", LogicalType::Int),
+                col("offset", LogicalType::Bigint),
                 col("error", LogicalType::String),
                 col("raw_base64", LogicalType::String),
                 col("recorded_at", LogicalType::Timestamp(TimeUnit::Microsecond)),
@@ -59,9 +62,23 @@ impl DeadLetter {
             order,
             self.table.as_deref().unwrap_or("-")
         );
-        let line = match self.position.stream {
-            lakefold_api::StreamPosition::Line { line, .. } => Value::Bigint(line as i64),
-            lakefold_api::StreamPosition::Kafka { .. } => Value::Null,
+        let (line, topic, partition, offset) = match &self.position.stream {
+            StreamPosition::Line { line, .. } => (
+                Value::Bigint(*line as i64),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ),
+            StreamPosition::Kafka {
+                topic,
+                partition,
+                offset,
+            } => (
+                Value::Null,
+                Value::String(topic.clone()),
+                Value::Int(*partition),
+                Value::Bigint(*offset),
+            ),
         };
         let values = vec![
             Value::String(id.clone()),
@@ -69,6 +86,9 @@ impl DeadLetter {
             self.table.clone().map(Value::String).unwrap_or(Value::Null),
             Value::String(self.location.clone()),
             line,
+            topic,
+            partition,
+            offset,
             Value::String(self.error.clone()),
             Value::String(base64::engine::general_purpose::STANDARD.encode(&self.raw)),
             Value::Timestamp {

@@ -14,6 +14,8 @@ pub enum PipelineError {
     Lake { uri: String, message: String },
     #[error("table `{table}`: its last commit holds an unreadable checkpoint: {message}")]
     Checkpoint { table: String, message: String },
+    #[error("source `{name}`: {message}")]
+    SourceConfig { name: String, message: String },
     #[error("source `{name}` of type {kind} is not supported by this build yet")]
     UnsupportedSource { name: String, kind: &'static str },
     #[error("unknown table `{0}` (not a route's table nor {dl})", dl = super::DEAD_LETTER_TABLE)]

@@ -4,6 +4,7 @@ mod dead_letter;
 mod error;
 mod lake;
 pub mod run;
+pub mod sources;
 mod tables;
 
 pub use dead_letter::{DeadLetter, DEAD_LETTER_TABLE};

@@ -4,14 +4,13 @@
 use super::dead_letter::{DeadLetter, DEAD_LETTER_TABLE};
 use super::error::PipelineError;
 use super::lake::Lake;
+use super::sources::{open_source, SourceReader};
 use super::tables::{open_route_table, read_checkpoints};
-use crate::config::{Config, RouteConfig, SourceConfig};
+use crate::config::{Config, RouteConfig};
 use crate::fold::{project, undecided_columns, Fold, Projected, RouteSpec};
 use crate::sink::hudi::{CommitSummary, HudiTable, StagedRow, TableLayout, CHECKPOINT_KEY};
 use lakefold_api::{BatchLimits, Checkpoint, Decoded, SourceRecord};
-use lakefold_debezium::FileSource;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,12 +66,19 @@ struct RouteState {
     table: HudiTable,
     checkpoint: Option<Checkpoint>,
     fold: Fold,
+    /// Commit rounds since this table last committed (it had nothing to write).
+    idle_rounds: u32,
 }
+
+/// After this many commit rounds without data, a table still commits its checkpoint (an empty commit),
+/// so a quiet route does not hold its source back forever.
+const IDLE_ROUNDS_BEFORE_CHECKPOINT_COMMIT: u32 = 10;
 
 struct SourceState {
     name: String,
-    configured_path: String,
-    reader: FileSource,
+    /// The file path or brokers, for messages.
+    label: String,
+    reader: SourceReader,
     poll_interval: Duration,
     caught_up: bool,
     routes: Vec<usize>,
@@ -83,18 +89,6 @@ struct DeadLetterState {
     table: HudiTable,
     checkpoints: BTreeMap<String, Checkpoint>,
     pending: Vec<StagedRow>,
-}
-
-/// Resolves a configured file path: relative to the working directory, else to the config file's folder.
-pub fn resolve_source_path(config: &Config, path: &str) -> PathBuf {
-    let p = PathBuf::from(path);
-    if p.is_absolute() || p.exists() {
-        return p;
-    }
-    match config.path.parent() {
-        Some(dir) if dir.join(&p).exists() => dir.join(p),
-        _ => p,
-    }
 }
 
 /// Runs the pipeline of `config` until drained (`once`) or until `stop` is set.
@@ -133,42 +127,37 @@ pub async fn run(
             tracing::warn!(source = %name, "no route reads this source; it is not read");
             continue;
         }
-        let SourceConfig::DebeziumFile(file) = source else {
-            return Err(PipelineError::UnsupportedSource {
-                name: name.clone(),
-                kind: source.type_name(),
-            });
-        };
         // Resume where the least advanced route table stopped. Dead letters are committed before the
         // route tables in every round, so everything up to there is already in the dead-letter table.
         let mut resume: Option<Checkpoint> = None;
         let mut from_start = false;
         for &i in &route_ids {
-            match &routes[i].checkpoint {
-                None => from_start = true,
-                Some(cp) => {
-                    resume = Some(match &resume {
-                        Some(r) => r.earliest(cp).clone(),
-                        None => cp.clone(),
-                    })
-                }
+            match (&routes[i].checkpoint, &resume) {
+                (None, _) => from_start = true,
+                (Some(cp), None) => resume = Some(cp.clone()),
+                (Some(cp), Some(r)) => match r.earliest(cp) {
+                    Some(merged) => resume = Some(merged),
+                    None => from_start = true,
+                },
             }
         }
         let resume = if from_start { None } else { resume };
-        let path = resolve_source_path(config, &file.path);
-        let reader = FileSource::open(&file.path, path, resume.as_ref(), !options.once)
-            .await
-            .map_err(|error| PipelineError::Source {
-                name: name.clone(),
-                error,
-            })?;
-        tracing::info!(source = %name, file = %file.path, resume = %resume.as_ref().map(Checkpoint::describe).unwrap_or_else(|| "start".into()), "reading");
+        // Connecting may retry for a long time (brokers away): a stop request ends the run cleanly.
+        let opened = tokio::select! {
+            opened = open_source(config, name, source, resume.as_ref(), options.once) => opened?,
+            _ = until_stopped(&stop) => {
+                tracing::info!(source = %name, "stopped while connecting; nothing was read");
+                return Ok(RunSummary::default());
+            }
+        };
+        let (reader, label, poll_interval) = opened;
+        tracing::info!(source = %name, from = %label, resume = %resume.as_ref().map(Checkpoint::describe).unwrap_or_else(|| "start".into()), "reading");
         sources.push(SourceState {
             name: name.clone(),
-            configured_path: file.path.clone(),
+            label,
             checkpoint: resume,
             reader,
-            poll_interval: file.poll_interval.0,
+            poll_interval,
             caught_up: false,
             routes: route_ids,
         });
@@ -223,7 +212,13 @@ pub async fn run(
         let due = last_commit.elapsed() >= config.commit.interval.0;
         let finishing = stopping || (options.once && all_caught_up);
         if pending_records > 0 && (full || due || finishing) {
+            for s in &sources {
+                s.reader.before_commit();
+            }
             commit_all(&mut routes, &sources, &mut dead, &mut summary).await?;
+            for s in &sources {
+                s.reader.after_commit(s.checkpoint.as_ref());
+            }
             pending_records = 0;
             pending_bytes = 0;
             last_commit = Instant::now();
@@ -244,6 +239,12 @@ pub async fn run(
         }
     }
     Ok(summary)
+}
+
+async fn until_stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn open_route(lake: &Lake, route: &RouteConfig) -> Result<RouteState, PipelineError> {
@@ -269,11 +270,17 @@ async fn open_route(lake: &Lake, route: &RouteConfig) -> Result<RouteState, Pipe
         table,
         checkpoint,
         fold: Fold::default(),
+        idle_rounds: 0,
     })
 }
 
 fn location(source: &SourceState, record: &SourceRecord) -> String {
-    format!("{} {}", source.configured_path, record.position)
+    match record.position.stream {
+        lakefold_api::StreamPosition::Line { .. } => {
+            format!("{} {}", source.label, record.position)
+        }
+        lakefold_api::StreamPosition::Kafka { .. } => record.position.to_string(),
+    }
 }
 
 fn process(
@@ -344,6 +351,21 @@ fn checkpoint_json(map: &BTreeMap<String, Checkpoint>) -> String {
     serde_json::to_string(map).unwrap_or_default()
 }
 
+/// The commit metadata that carries a route's source checkpoint: lakefold's JSON, plus HoodieStreamer's
+/// `deltastreamer.checkpoint.key` (`topic,partition:offset,...`) for a single-topic Kafka source.
+fn checkpoint_metadata(source: &str, cp: &Checkpoint) -> BTreeMap<String, String> {
+    let map = BTreeMap::from([(source.to_string(), cp.clone())]);
+    let mut extra = BTreeMap::from([(CHECKPOINT_KEY.to_string(), checkpoint_json(&map))]);
+    if let Checkpoint::DebeziumKafka(k) = cp {
+        if k.offsets.len() == 1 {
+            if let Some(text) = k.offsets.keys().next().and_then(|t| k.streamer_text(t)) {
+                extra.insert("deltastreamer.checkpoint.key".to_string(), text);
+            }
+        }
+    }
+    extra
+}
+
 async fn commit_all(
     routes: &mut [RouteState],
     sources: &[SourceState],
@@ -381,18 +403,35 @@ async fn commit_all(
         let Some(cp) = current.get(route.spec.source.as_str()) else {
             continue;
         };
+        let extra = checkpoint_metadata(&route.spec.source, cp);
         if route.fold.is_empty() {
+            route.idle_rounds += 1;
+            let behind = route.checkpoint.as_ref() != Some(*cp);
+            if behind
+                && (route.checkpoint.is_none()
+                    || route.idle_rounds >= IDLE_ROUNDS_BEFORE_CHECKPOINT_COMMIT)
+            {
+                let instant = route.table.commit_checkpoint(extra).await?;
+                tracing::info!(table = %route.spec.table, %instant, checkpoint = %cp.describe(), "committed the checkpoint (no rows to write)");
+                route.checkpoint = Some((*cp).clone());
+                route.idle_rounds = 0;
+                summary.add(
+                    &route.spec.table,
+                    &CommitSummary {
+                        instant: Some(instant),
+                        ..CommitSummary::default()
+                    },
+                );
+            }
             continue;
         }
+        route.idle_rounds = 0;
         let undecided = undecided_columns(&route.spec);
         if !undecided.is_empty() {
             tracing::warn!(table = %route.spec.table, columns = ?undecided, "columns seen only as nulls are stored as string; declare them in `types`");
         }
         let schema = route.spec.table_schema();
         let rows = route.fold.drain();
-        let mut map = BTreeMap::new();
-        map.insert(route.spec.source.clone(), (*cp).clone());
-        let extra = BTreeMap::from([(CHECKPOINT_KEY.to_string(), checkpoint_json(&map))]);
         let result = route
             .table
             .upsert(&schema, rows, route.layout, extra)

@@ -38,15 +38,31 @@ pub enum SourceError {
         found: String,
         source_type: &'static str,
     },
+    #[error("the stored checkpoint belongs to file `{stored}`, but the source now reads `{configured}`; lakefold reads files append-only (to start over, `lakefold table truncate` the source's tables)")]
+    CheckpointForOtherFile { stored: String, configured: String },
+    #[error("kafka {brokers}: {context}: {message}")]
+    Kafka {
+        brokers: String,
+        context: String,
+        message: String,
+    },
+    #[error("kafka {brokers}: topic `{topic}` does not exist (or has no partitions)")]
+    TopicNotFound { topic: String, brokers: String },
+    #[error("schema registry {url}: {message}")]
+    Registry { url: String, message: String },
 }
 
 impl SourceError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            SourceError::Read { .. } => ErrorClass::Transient,
+            SourceError::Read { .. } | SourceError::Kafka { .. } | SourceError::Registry { .. } => {
+                ErrorClass::Transient
+            }
             SourceError::Open { .. }
             | SourceError::Truncated { .. }
-            | SourceError::CheckpointMismatch { .. } => ErrorClass::Fatal,
+            | SourceError::CheckpointMismatch { .. }
+            | SourceError::CheckpointForOtherFile { .. }
+            | SourceError::TopicNotFound { .. } => ErrorClass::Fatal,
         }
     }
 }

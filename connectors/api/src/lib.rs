@@ -16,7 +16,7 @@ mod text;
 mod types;
 mod value;
 
-pub use checkpoint::{Checkpoint, FileCheckpoint};
+pub use checkpoint::{Checkpoint, FileCheckpoint, KafkaCheckpoint};
 pub use error::{ErrorClass, SourceError};
 pub use event::{ChangeEvent, Field, Op, Row, TableId};
 pub use position::{Lsn, LsnParseError, LsnPosition, Position, StreamPosition};

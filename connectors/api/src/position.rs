@@ -74,14 +74,45 @@ pub struct LsnPosition {
     pub event_serial_no: Option<i64>,
 }
 
-/// Where a record sits in its transport.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Where a record sits in its transport. Ordered as [`Position::order_key`] orders it: lines by number;
+/// Kafka records by (partition, offset, topic) — only the order within one partition means anything, the
+/// rest just makes the order total.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StreamPosition {
     /// A line of a JSON-lines file: 1-based line number and the byte offset just after the line.
     Line { line: u64, end_offset: u64 },
     /// A Kafka record.
-    Kafka { partition: i32, offset: i64 },
+    Kafka {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+impl StreamPosition {
+    fn sort_key(&self) -> (u8, i64, i64, &str) {
+        match self {
+            StreamPosition::Line { line, .. } => (0, 0, *line as i64, ""),
+            StreamPosition::Kafka {
+                topic,
+                partition,
+                offset,
+            } => (1, *partition as i64, *offset, topic.as_str()),
+        }
+    }
+}
+
+impl Ord for StreamPosition {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
+}
+
+impl PartialOrd for StreamPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// The position of one record. Ordered by the LSN triple when the record has one, then by its place in the
@@ -121,8 +152,16 @@ impl Position {
         let lsn_flag = if self.lsn.is_some() { 1 } else { 0 };
         let stream = match &self.stream {
             StreamPosition::Line { line, .. } => format!("L{line:020}"),
-            StreamPosition::Kafka { partition, offset } => {
-                format!("K{:010}:{:020}", (*partition).max(0), (*offset).max(0))
+            StreamPosition::Kafka {
+                topic,
+                partition,
+                offset,
+            } => {
+                format!(
+                    "K{:010}:{:020}:{topic}",
+                    (*partition).max(0),
+                    (*offset).max(0)
+                )
             }
         };
         format!("{lsn_flag}:{commit}:{change}:{serial:019}:{stream}")
@@ -133,9 +172,11 @@ impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.stream {
             StreamPosition::Line { line, .. } => write!(f, "line {line}")?,
-            StreamPosition::Kafka { partition, offset } => {
-                write!(f, "partition {partition} offset {offset}")?
-            }
+            StreamPosition::Kafka {
+                topic,
+                partition,
+                offset,
+            } => write!(f, "{topic}/{partition}/{offset}")?,
         }
         if let Some(l) = &self.lsn {
             write!(f, " (commit_lsn {}", l.commit_lsn)?;
@@ -296,5 +337,26 @@ mod tests {
         ps.sort();
         by_key.sort_by_key(|p| p.order_key());
         assert_eq!(ps, by_key);
+
+        let k = |topic: &str, partition, offset| Position {
+            lsn: None,
+            stream: StreamPosition::Kafka {
+                topic: topic.into(),
+                partition,
+                offset,
+            },
+        };
+        let mut ks = vec![
+            k("a-b", 0, 5),
+            k("a", 0, 5),
+            k("a", 2, 1),
+            k("a", 0, 10),
+            k("b", 1, 0),
+            k("a.b", 0, 5),
+        ];
+        let mut by_key = ks.clone();
+        ks.sort();
+        by_key.sort_by_key(|p| p.order_key());
+        assert_eq!(ks, by_key);
     }
 }

@@ -20,7 +20,7 @@ pub struct Decoding {
 }
 
 impl Decoding {
-    fn failed(message: impl Into<String>) -> Decoding {
+    pub(crate) fn failed(message: impl Into<String>) -> Decoding {
         Decoding {
             decoded: Decoded::Failed(message.into()),
             lsn: None,
@@ -52,6 +52,16 @@ pub fn decode_json(bytes: &[u8]) -> Decoding {
     }
 }
 
+/// Decodes an already-parsed payload (the envelope or the flattened row) described by `schema` (the Avro
+/// path converts its datum and writer schema to these).
+pub(crate) fn decode_value(payload: Json, schema: Option<&ConnectSchema>) -> Decoding {
+    match payload {
+        Json::Null => Decoding::skipped("tombstone"),
+        Json::Object(obj) => decode_payload(obj, schema),
+        other => Decoding::failed(format!("expected a record, found {}", kind_of(&other))),
+    }
+}
+
 fn decode_object(mut obj: Map<String, Json>) -> Decoding {
     let with_schema = obj.contains_key("payload") && obj.contains_key("schema") && obj.len() == 2;
     if with_schema {
@@ -70,8 +80,13 @@ fn decode_object(mut obj: Map<String, Json>) -> Decoding {
 }
 
 fn decode_payload(payload: Map<String, Json>, schema: Option<&ConnectSchema>) -> Decoding {
-    let is_envelope = payload.contains_key("op")
-        || (payload.contains_key("after") && payload.contains_key("source"));
+    // ExtractNewRecordState's fields (`__op`, `__deleted`, `__source_*`, ...) mark a flattened row, even one
+    // whose table has columns called `op`, `before` or `after`; otherwise an envelope has `op` and images.
+    let flattened_markers = payload.keys().any(|k| k.starts_with("__"));
+    let images = payload.contains_key("before") || payload.contains_key("after");
+    let is_envelope = !flattened_markers
+        && images
+        && (payload.contains_key("op") || payload.contains_key("source"));
     if is_envelope {
         decode_envelope(payload, schema)
     } else {
@@ -435,6 +450,16 @@ mod tests {
             e.image().unwrap().get("SaleId").unwrap().1,
             &Value::Bigint(1)
         );
+    }
+
+    #[test]
+    fn a_flattened_row_with_an_op_column_is_not_an_envelope() {
+        let row = json!({"id": 1, "op": "open", "after": "x", "__op": "c"});
+        let e = event(decode_json(row.to_string().as_bytes()));
+        assert_eq!(e.op, Op::Create);
+        let after = e.after.unwrap();
+        assert_eq!(after.get("op").unwrap().1, &Value::String("open".into()));
+        assert_eq!(after.get("after").unwrap().1, &Value::String("x".into()));
     }
 
     #[test]

@@ -47,7 +47,19 @@ impl FileSource {
             .len();
         let (line, offset) = match resume {
             None => (0, 0),
+            Some(Checkpoint::DebeziumFile(cp)) if cp.path != configured => {
+                return Err(SourceError::CheckpointForOtherFile {
+                    stored: cp.path.clone(),
+                    configured: configured.to_string(),
+                })
+            }
             Some(Checkpoint::DebeziumFile(cp)) => (cp.line, cp.offset),
+            Some(other) => {
+                return Err(SourceError::CheckpointMismatch {
+                    found: other.describe(),
+                    source_type: "debezium-file",
+                })
+            }
         };
         if offset > len {
             return Err(SourceError::Truncated {
@@ -74,6 +86,15 @@ impl FileSource {
             offset,
             follow,
         })
+    }
+
+    /// True when the file grows within a short wait: a line without its newline is still being written.
+    /// (A file that stays put with a last line lacking its newline is read as it is, in `--once`.)
+    async fn still_growing(&self) -> bool {
+        let before = tokio::fs::metadata(&self.path).await.map(|m| m.len()).ok();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let after = tokio::fs::metadata(&self.path).await.map(|m| m.len()).ok();
+        before != after
     }
 
     /// Where the next read starts.
@@ -106,8 +127,8 @@ impl FileSource {
                 caught_up = true;
                 break;
             }
-            if buf.last() != Some(&b'\n') && self.follow {
-                // An unfinished last line: rewind and leave it for the next poll.
+            if buf.last() != Some(&b'\n') && (self.follow || self.still_growing().await) {
+                // An unfinished last line (its writer may still be at it): rewind and leave it for later.
                 self.reader
                     .seek(std::io::SeekFrom::Start(self.offset))
                     .await

@@ -9,7 +9,7 @@ use super::instant::{Action, Instant, TimelineFile};
 use super::parquet_io::{codec, put_object, read_object, read_parquet};
 use super::properties::{TableKey, TableProperties};
 use super::timeline::Timeline;
-use super::view::{FileView, PARTITION_METADATA};
+use super::view::{FileView, KeyEntry, PARTITION_METADATA};
 use super::write::{file_schema, plan, write_group, CommitContext, Sizing, StagedRow};
 use crate::config::Compression;
 use crate::schema::TableSchema;
@@ -292,13 +292,91 @@ impl HudiTable {
         Ok(out)
     }
 
-    /// The data-column schema of the newest commit (from its `extraMetadata.schema`).
+    /// The data-column schema of the newest commit that has one (its `extraMetadata.schema`).
     pub async fn schema(&self) -> Result<Option<TableSchema>, HudiError> {
-        Ok(self.last_commit().await?.and_then(|(_, meta)| {
-            meta.extra_metadata
-                .get(SCHEMA_KEY)
-                .and_then(|s| parse_avro_schema(s))
-        }))
+        for (_, file) in self.timeline.completed_writes().into_iter().rev() {
+            let meta = self.commit_metadata(file).await?;
+            if let Some(text) = meta.extra_metadata.get(SCHEMA_KEY) {
+                return Ok(parse_avro_schema(text));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes a commit without data that only records `extra` (the source checkpoint), so a table whose
+    /// route saw nothing to write still moves its checkpoint forward. Carries the last known schema.
+    pub async fn commit_checkpoint(
+        &mut self,
+        mut extra: BTreeMap<String, String>,
+    ) -> Result<Instant, HudiError> {
+        if let Some(schema) = self.schema().await? {
+            extra.insert(
+                SCHEMA_KEY.to_string(),
+                avro_schema(&self.name, &schema, false),
+            );
+        }
+        let instant = Instant::next(self.timeline.last_instant());
+        let hoodie = Self::hoodie(&self.base);
+        let [requested, inflight, completed] = TimelineFile::commit_names(&instant);
+        let meta = CommitMetadata {
+            partition_to_write_stats: BTreeMap::new(),
+            compacted: false,
+            extra_metadata: extra,
+            operation_type: "UPSERT".into(),
+            partition_to_replace_file_ids: None,
+        };
+        let json = meta.to_json().map_err(|source| HudiError::CommitJson {
+            table: self.name.clone(),
+            instant: instant.to_string(),
+            source,
+        })?;
+        put_object(
+            &self.store,
+            &self.name,
+            &hoodie.clone().join(requested.as_str()),
+            Vec::new(),
+        )
+        .await?;
+        put_object(
+            &self.store,
+            &self.name,
+            &hoodie.clone().join(inflight.as_str()),
+            b"{}".to_vec(),
+        )
+        .await?;
+        self.publish(&hoodie.clone().join(completed.as_str()), json, &instant)
+            .await?;
+        self.reload_timeline().await?;
+        Ok(instant)
+    }
+
+    /// Publishes a completed instant with a create-only put: two writers can never both complete it.
+    async fn publish(
+        &self,
+        path: &Path,
+        json: Vec<u8>,
+        instant: &Instant,
+    ) -> Result<(), HudiError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(path, PutPayload::from(json), opts)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(HudiError::Conflict {
+                table: self.name.clone(),
+                instant: instant.to_string(),
+            }),
+            Err(source) => Err(HudiError::Storage {
+                table: self.name.clone(),
+                path: path.to_string(),
+                source,
+            }),
+        }
     }
 
     async fn view(&mut self, with_keys: bool) -> Result<&FileView, HudiError> {
@@ -357,17 +435,21 @@ impl HudiTable {
             max_file_size: layout.max_file_size,
             small_file_limit: layout.small_file_limit,
         };
-        let work = plan(&view, &rows, sizing);
+        let (work, stale) = plan(&view, &rows, sizing);
         if work.is_empty() {
             self.view = Some(view);
-            return Ok(CommitSummary::default());
+            return Ok(CommitSummary {
+                stale,
+                ..CommitSummary::default()
+            });
         }
         let result = self
             .write_commit(schema, &rows, layout, extra, &view, work)
             .await;
         match result {
-            Ok((summary, new_view)) => {
+            Ok((mut summary, new_view)) => {
                 self.view = Some(new_view);
+                summary.stale += stale;
                 Ok(summary)
             }
             Err(e) => {
@@ -476,12 +558,19 @@ impl HudiTable {
             summary.stale += result.stale;
             summary.files += 1;
             for k in result.removed_keys {
-                if new_view.keys.get(&k) == Some(id) {
+                if new_view.keys.get(&k).is_some_and(|e| *e.group == *id) {
                     new_view.keys.remove(&k);
                 }
             }
-            for k in result.added_keys {
-                new_view.keys.insert(k, id.clone());
+            let shared = Arc::new(id.clone());
+            for (k, position) in result.written_keys {
+                new_view.keys.insert(
+                    k,
+                    KeyEntry {
+                        group: shared.clone(),
+                        position: position.into(),
+                    },
+                );
             }
             meta.partition_to_write_stats
                 .entry(id.0.clone())
@@ -503,31 +592,8 @@ impl HudiTable {
             instant: instant.to_string(),
             source,
         })?;
-        let path = hoodie.clone().join(completed.as_str());
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(&path, PutPayload::from(json), opts)
-            .await
-        {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(HudiError::Conflict {
-                    table: self.name.clone(),
-                    instant: instant.to_string(),
-                })
-            }
-            Err(source) => {
-                return Err(HudiError::Storage {
-                    table: self.name.clone(),
-                    path: path.to_string(),
-                    source,
-                })
-            }
-        }
+        self.publish(&hoodie.clone().join(completed.as_str()), json, &instant)
+            .await?;
         self.reload_timeline().await?;
         Ok((summary, new_view))
     }

@@ -8,6 +8,7 @@ use super::file_name::BaseFileName;
 use super::instant::{Action, Instant};
 use super::parquet_io::{read_object, read_parquet};
 use super::timeline::Timeline;
+use crate::schema::POSITION_COLUMN;
 use arrow::array::{Array, AsArray};
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -39,12 +40,19 @@ pub struct FileGroup {
 /// Identifies a file group: (partition path, file id).
 pub type GroupId = (String, String);
 
+/// Where a key lives and how new its stored row is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEntry {
+    pub group: Arc<GroupId>,
+    pub position: Box<str>,
+}
+
 /// What readers see: the latest committed slice of every file group.
 #[derive(Debug, Clone, Default)]
 pub struct FileView {
     pub groups: BTreeMap<GroupId, FileGroup>,
-    /// Record key → its file group.
-    pub keys: HashMap<String, GroupId>,
+    /// Record key → its file group and the stored row's position (`_lakefold_position`, "" if absent).
+    pub keys: HashMap<String, KeyEntry>,
     /// Partitions that have their `.hoodie_partition_metadata`.
     pub partitions: BTreeSet<String>,
 }
@@ -144,11 +152,12 @@ impl FileView {
         }
         if with_keys {
             for (id, group) in view.groups.iter_mut() {
+                let shared = Arc::new(id.clone());
                 let batches = read_parquet(
                     store,
                     table,
                     &group.latest.path,
-                    Some(&["_hoodie_record_key"]),
+                    Some(&["_hoodie_record_key", POSITION_COLUMN]),
                 )
                 .await?;
                 let mut rows = 0u64;
@@ -165,9 +174,22 @@ impl FileView {
                             ),
                         });
                     };
+                    let positions = batch
+                        .column_by_name(POSITION_COLUMN)
+                        .and_then(|c| c.as_string_opt::<i32>());
                     for i in 0..col.len() {
                         if col.is_valid(i) {
-                            view.keys.insert(col.value(i).to_string(), id.clone());
+                            let position = positions
+                                .filter(|p| p.is_valid(i))
+                                .map(|p| p.value(i))
+                                .unwrap_or("");
+                            view.keys.insert(
+                                col.value(i).to_string(),
+                                KeyEntry {
+                                    group: shared.clone(),
+                                    position: position.into(),
+                                },
+                            );
                         }
                     }
                     rows += batch.num_rows() as u64;

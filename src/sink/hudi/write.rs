@@ -63,36 +63,26 @@ pub(super) struct Sizing {
 }
 
 /// Assigns every row to a file group (Hudi's UpsertPartitioner, with a global index: a key that changes
-/// partition is removed from its old file group and inserted in the new partition).
+/// partition is removed from its old file group and inserted in the new partition). Returns the work and
+/// the number of incoming rows dropped because the stored row is newer (checked here for rows that change
+/// partition; for the others while merging, against the row itself).
 pub(super) fn plan(
     view: &FileView,
     rows: &[StagedRow],
     sizing: Sizing,
-) -> BTreeMap<GroupId, GroupWork> {
+) -> (BTreeMap<GroupId, GroupWork>, u64) {
     let mut work: BTreeMap<GroupId, GroupWork> = BTreeMap::new();
     let mut inserts_by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut stale = 0u64;
     for (i, row) in rows.iter().enumerate() {
         match (view.keys.get(&row.record_key), &row.change) {
-            (Some(gid), _) if gid.0 == row.partition_path => {
-                work.entry(gid.clone()).or_default().changes.insert(
-                    row.record_key.clone(),
-                    Change {
-                        row: i,
-                        moved_out: false,
-                    },
-                );
-            }
-            (Some(gid), RowChange::Delete) => {
-                work.entry(gid.clone()).or_default().changes.insert(
-                    row.record_key.clone(),
-                    Change {
-                        row: i,
-                        moved_out: false,
-                    },
-                );
-            }
-            (Some(gid), RowChange::Upsert(_)) => {
-                work.entry(gid.clone()).or_default().changes.insert(
+            (Some(entry), RowChange::Upsert(_)) if entry.group.0 != row.partition_path => {
+                if *entry.position > *row.position {
+                    stale += 1;
+                    continue;
+                }
+                let gid = (*entry.group).clone();
+                work.entry(gid).or_default().changes.insert(
                     row.record_key.clone(),
                     Change {
                         row: i,
@@ -103,6 +93,16 @@ pub(super) fn plan(
                     .entry(row.partition_path.clone())
                     .or_default()
                     .push(i);
+            }
+            (Some(entry), _) => {
+                let gid = (*entry.group).clone();
+                work.entry(gid).or_default().changes.insert(
+                    row.record_key.clone(),
+                    Change {
+                        row: i,
+                        moved_out: false,
+                    },
+                );
             }
             (None, RowChange::Upsert(_)) => inserts_by_partition
                 .entry(row.partition_path.clone())
@@ -147,7 +147,7 @@ pub(super) fn plan(
     for (id, w) in work.iter_mut() {
         w.existing = view.groups.get(id).map(|g| g.latest.clone());
     }
-    work
+    (work, stale)
 }
 
 /// The arrow schema of a base file: the five meta columns, then the data columns.
@@ -165,8 +165,8 @@ pub(super) struct GroupResult {
     pub stat: WriteStat,
     pub file: BaseFile,
     pub rows: u64,
-    /// Keys now in this group, and keys that left it.
-    pub added_keys: Vec<String>,
+    /// Keys written from incoming rows (updated or inserted here) with their positions, and keys that left.
+    pub written_keys: Vec<(String, String)>,
     pub removed_keys: Vec<String>,
     /// Incoming rows that were older than the stored row and so were not applied.
     pub stale: u64,
@@ -237,7 +237,7 @@ pub(super) async fn write_group(
     let mut new_rows: Vec<usize> = Vec::new();
     let (mut updates, mut deletes, mut stale) = (0u64, 0u64, 0u64);
     let mut removed_keys = Vec::new();
-    let mut added_keys = Vec::new();
+    let mut written_keys = Vec::new();
     let mut applied: HashMap<&str, bool> = HashMap::new();
     for (b, batch) in old_batches.iter().enumerate() {
         let keys = batch.column(2).as_string::<i32>();
@@ -264,13 +264,13 @@ pub(super) async fn write_group(
             match (&incoming.change, change.moved_out) {
                 (RowChange::Upsert(_), false) => {
                     updates += 1;
+                    written_keys.push((key.to_string(), incoming.position.clone()));
                     new_rows.push(change.row);
                     order.push(Source::New(new_rows.len() - 1));
                 }
                 (RowChange::Delete, _) | (RowChange::Upsert(_), true) => {
-                    if !change.moved_out {
-                        deletes += 1;
-                    }
+                    // A key moving to another partition is a delete here (as Hudi's global index counts it).
+                    deletes += 1;
                     removed_keys.push(key.to_string());
                 }
             }
@@ -291,7 +291,10 @@ pub(super) async fn write_group(
     missing.sort_unstable();
     for row in missing.into_iter().chain(work.inserts.iter().copied()) {
         inserts += 1;
-        added_keys.push(ctx.rows[row].record_key.clone());
+        written_keys.push((
+            ctx.rows[row].record_key.clone(),
+            ctx.rows[row].position.clone(),
+        ));
         new_rows.push(row);
         order.push(Source::New(new_rows.len() - 1));
     }
@@ -412,7 +415,7 @@ pub(super) async fn write_group(
             size,
         },
         rows: total as u64,
-        added_keys,
+        written_keys,
         removed_keys,
         stale,
     })
