@@ -72,6 +72,17 @@ pub struct WriteStat {
 }
 
 impl CommitMetadata {
+    /// An UPSERT commit without write stats yet, carrying `extra` in `extraMetadata`.
+    pub fn upsert(extra: BTreeMap<String, String>) -> CommitMetadata {
+        CommitMetadata {
+            partition_to_write_stats: BTreeMap::new(),
+            compacted: false,
+            extra_metadata: extra,
+            operation_type: upsert(),
+            partition_to_replace_file_ids: None,
+        }
+    }
+
     pub fn stats(&self) -> impl Iterator<Item = &WriteStat> {
         self.partition_to_write_stats.values().flatten()
     }

@@ -318,18 +318,8 @@ impl HudiTable {
         let instant = Instant::next(self.timeline.last_instant());
         let hoodie = Self::hoodie(&self.base);
         let [requested, inflight, completed] = TimelineFile::commit_names(&instant);
-        let meta = CommitMetadata {
-            partition_to_write_stats: BTreeMap::new(),
-            compacted: false,
-            extra_metadata: extra,
-            operation_type: "UPSERT".into(),
-            partition_to_replace_file_ids: None,
-        };
-        let json = meta.to_json().map_err(|source| HudiError::CommitJson {
-            table: self.name.clone(),
-            instant: instant.to_string(),
-            source,
-        })?;
+        let meta = CommitMetadata::upsert(extra);
+        let json = self.commit_json(&meta, &instant)?;
         put_object(
             &self.store,
             &self.name,
@@ -348,6 +338,14 @@ impl HudiTable {
             .await?;
         self.reload_timeline().await?;
         Ok(instant)
+    }
+
+    fn commit_json(&self, meta: &CommitMetadata, instant: &Instant) -> Result<Vec<u8>, HudiError> {
+        meta.to_json().map_err(|source| HudiError::CommitJson {
+            table: self.name.clone(),
+            instant: instant.to_string(),
+            source,
+        })
     }
 
     /// Publishes a completed instant with a create-only put: two writers can never both complete it.
@@ -483,13 +481,7 @@ impl HudiTable {
             avro_schema(&self.name, schema, false),
         );
 
-        let mut planned = CommitMetadata {
-            partition_to_write_stats: BTreeMap::new(),
-            compacted: false,
-            extra_metadata: BTreeMap::new(),
-            operation_type: "UPSERT".into(),
-            partition_to_replace_file_ids: None,
-        };
+        let mut planned = CommitMetadata::upsert(BTreeMap::new());
         for (id, w) in &work {
             planned
                 .partition_to_write_stats
@@ -506,11 +498,7 @@ impl HudiTable {
                     ..WriteStat::default()
                 });
         }
-        let planned_json = planned.to_json().map_err(|source| HudiError::CommitJson {
-            table: self.name.clone(),
-            instant: instant.to_string(),
-            source,
-        })?;
+        let planned_json = self.commit_json(&planned, &instant)?;
         put_object(
             &self.store,
             &self.name,
@@ -587,11 +575,7 @@ impl HudiTable {
             );
         }
 
-        let json = meta.to_json().map_err(|source| HudiError::CommitJson {
-            table: self.name.clone(),
-            instant: instant.to_string(),
-            source,
-        })?;
+        let json = self.commit_json(&meta, &instant)?;
         self.publish(&hoodie.clone().join(completed.as_str()), json, &instant)
             .await?;
         self.reload_timeline().await?;
