@@ -238,6 +238,9 @@ pub async fn run(
             }
         }
     }
+    for s in sources {
+        s.reader.finish(s.checkpoint).await;
+    }
     Ok(summary)
 }
 

@@ -32,9 +32,16 @@ impl SourceReader {
     pub fn after_commit(&self, checkpoint: Option<&Checkpoint>) {
         if let SourceReader::Kafka(k) = self {
             if let Some(Checkpoint::DebeziumKafka(cp)) = checkpoint {
-                k.commit_group_offsets(cp);
+                k.commit_group_offsets(cp, false);
             }
             k.resume();
+        }
+    }
+
+    /// Called once when the run ends, after the last table commits.
+    pub async fn finish(self, checkpoint: Option<Checkpoint>) {
+        if let (SourceReader::Kafka(k), Some(Checkpoint::DebeziumKafka(cp))) = (self, checkpoint) {
+            let _ = tokio::task::spawn_blocking(move || k.commit_group_offsets(&cp, true)).await;
         }
     }
 }

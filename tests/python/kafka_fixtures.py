@@ -83,6 +83,14 @@ class Broker:
         remaining = p.flush(60)
         assert remaining == 0 and not errors, (remaining, errors[:3])
 
+    def committed(self, group, topic):
+        from confluent_kafka import Consumer, TopicPartition
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False})
+        md = c.list_topics(topic, timeout=10)
+        got = c.committed([TopicPartition(topic, p) for p in md.topics[topic].partitions], timeout=10)
+        c.close()
+        return {tp.partition: tp.offset for tp in got}
+
     def partition_counts(self, topic):
         from confluent_kafka import Consumer, TopicPartition
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "inspector"})

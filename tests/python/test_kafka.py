@@ -66,6 +66,8 @@ def test_three_partitions_with_renames_across_partitions_fold_by_lsn_then_more_e
     cp = json.loads(meta["lakefold.checkpoint"])["erp"]
     assert cp["type"] == "debezium-kafka" and sum(cp["offsets"][topic].values()) == sum(counts.values())
     assert meta["deltastreamer.checkpoint.key"].startswith(topic + ",")
+    # consumer-group offsets follow the table commits (advisory, for lag monitoring)
+    assert broker.committed("lakefold-test", topic) == {int(p): o for p, o in cp["offsets"][topic].items()}
 
     broker.produce(topic, as_messages(second))
     lakefold("--config", cfg, "run", "--once", timeout=240)

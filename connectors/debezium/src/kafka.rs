@@ -348,7 +348,8 @@ impl KafkaSource {
     }
 
     /// Commits `checkpoint` to the consumer group, for lag monitoring only (the tables hold the truth).
-    pub fn commit_group_offsets(&self, checkpoint: &KafkaCheckpoint) {
+    /// `wait`: synchronously (at the end of a run, so the last commit is not lost at exit).
+    pub fn commit_group_offsets(&self, checkpoint: &KafkaCheckpoint, wait: bool) {
         let mut tpl = TopicPartitionList::new();
         for (topic, parts) in &checkpoint.offsets {
             for (p, o) in parts {
@@ -356,7 +357,12 @@ impl KafkaSource {
             }
         }
         if tpl.count() > 0 {
-            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            let mode = if wait {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
+            if let Err(e) = self.consumer.commit(&tpl, mode) {
                 tracing::debug!(source = %self.options.name, error = %e, "advisory consumer-group commit failed");
             }
         }
