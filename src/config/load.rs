@@ -237,6 +237,9 @@ impl Loader {
         let lake = lake.unwrap_or(LakeConfig {
             uri: ".".into(),
             format: LakeFormat::Hudi,
+            region: None,
+            endpoint: None,
+            allow_http: None,
         });
         Some((
             Config {

@@ -50,11 +50,21 @@ impl Config {
 #[serde(deny_unknown_fields)]
 pub struct LakeConfig {
     /// Base location of all tables: `file:///abs/path`, a plain path (relative paths resolve against the
-    /// working directory), or `s3://bucket/prefix`. Each route's table lives at `<uri>/<table>`.
+    /// working directory), or `s3://bucket/prefix` (credentials from the standard AWS chain: environment,
+    /// web identity, ECS task role, instance metadata). Each route's table lives at `<uri>/<table>`.
     pub uri: String,
     /// Table format: `hudi` (default; table version 6, copy-on-write) or `delta`.
     #[serde(default)]
     pub format: LakeFormat,
+    /// S3 only: region of the bucket (else from `AWS_REGION` / `AWS_DEFAULT_REGION`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// S3 only: endpoint override, e.g. `http://127.0.0.1:5000` (else `AWS_ENDPOINT_URL`, else AWS).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3 only: allow plain-HTTP endpoints (tests, MinIO). Default false (or `AWS_ALLOW_HTTP`).
+    #[serde(default)]
+    pub allow_http: Option<bool>,
 }
 
 /// Table format of the lake.

@@ -67,11 +67,19 @@ pub(super) fn validate(config: &Config, sites: &Sites) -> Vec<ConfigError> {
     } else if let Some((scheme, _)) = uri.split_once("://") {
         match scheme {
             "file" => {}
-            "s3" | "s3a" => errors.push(lake_site.error(
-                "lake",
-                "uri",
-                "S3 lakes are not supported by this build yet (local paths and file:// only)",
-            )),
+            "s3" | "s3a" => {
+                let bucket = uri
+                    .split_once("://")
+                    .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+                    .unwrap_or("");
+                if bucket.is_empty() {
+                    errors.push(lake_site.error(
+                        "lake",
+                        "uri",
+                        "name the bucket: s3://bucket/prefix",
+                    ));
+                }
+            }
             other => errors.push(lake_site.error(
                 "lake",
                 "uri",

@@ -1,7 +1,8 @@
-//! The lake: an object store and where each table lives in it.
+//! The lake: an object store (local disk or S3) and where each table lives in it.
 
 use super::error::PipelineError;
-use crate::config::Config;
+use crate::config::{Config, LakeConfig};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -16,49 +17,79 @@ pub struct Lake {
     pub uri: String,
     /// Local directory of a file lake.
     pub local_root: Option<PathBuf>,
+    /// Prefix of every table inside the store (empty for local lakes, whose store is rooted at the folder).
+    pub prefix: Path,
     /// Hudi `hoodie.database.name` (the catalog database, else `default`).
     pub database: String,
 }
 
 impl Lake {
-    /// Opens (creating the directory of) the lake of `config`.
+    /// Opens the lake of `config` (creating the directory of a local lake).
     pub fn open(config: &Config) -> Result<Lake, PipelineError> {
         let uri = config.lake.uri.trim().to_string();
-        let err = |message: String| PipelineError::Lake {
-            uri: uri.clone(),
-            message,
-        };
-        let dir = local_path(&uri).ok_or_else(|| {
-            err("only local paths and file:// URIs are supported by this build".into())
-        })?;
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
-        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
         let database = config
             .catalog
             .as_ref()
             .and_then(|c| c.database.clone())
             .unwrap_or_else(|| "default".into());
+        let err = |message: String| PipelineError::Lake {
+            uri: uri.clone(),
+            message,
+        };
+        if let Some(("s3" | "s3a", rest)) = uri.split_once("://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let store = s3_store(&config.lake, bucket).map_err(|e| err(e.to_string()))?;
+            let prefix = Path::from(prefix.trim_matches('/'));
+            return Ok(Lake {
+                store: Arc::new(store),
+                uri: uri.clone(),
+                local_root: None,
+                prefix,
+                database,
+            });
+        }
+        let dir =
+            local_path(&uri).ok_or_else(|| err("expected a path, file:// or s3:// URI".into()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
         Ok(Lake {
             store: Arc::new(store),
             uri,
             local_root: Some(dir),
+            prefix: Path::default(),
             database,
         })
     }
 
     /// The base path of `table` inside the store.
     pub fn table_path(&self, table: &str) -> Path {
-        Path::from(table)
+        self.prefix.clone().join(table)
     }
 
-    /// Human form of a table's location.
+    /// Where a table is, for people and for catalogs: a local folder or `s3://bucket/prefix/table`.
     pub fn table_location(&self, table: &str) -> String {
         match &self.local_root {
             Some(root) => root.join(table).display().to_string(),
             None => format!("{}/{table}", self.uri.trim_end_matches('/')),
         }
     }
+}
+
+/// S3 from the standard AWS environment (`AWS_*` variables: keys, region, `AWS_ENDPOINT_URL`, web identity,
+/// ECS container credentials, instance metadata), with `[lake]` overrides on top.
+fn s3_store(lake: &LakeConfig, bucket: &str) -> object_store::Result<object_store::aws::AmazonS3> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(region) = &lake.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(endpoint) = &lake.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(allow) = lake.allow_http {
+        builder = builder.with_allow_http(allow);
+    }
+    builder.build()
 }
 
 /// The directory of a local lake URI (`file:///x`, `/x`, `./x`, `x`); `None` for other schemes.

@@ -152,20 +152,32 @@ pub fn encode_parquet(
     writer.into_inner().map_err(pq)
 }
 
-/// Writes an object (whole-object PUT).
+/// Above this size a file is uploaded in parts (S3 multipart upload; a single PUT tops out at 5 GiB and
+/// retries whole).
+const MULTIPART_THRESHOLD: usize = 32 << 20;
+const PART_SIZE: usize = 16 << 20;
+
+/// Writes an object: one PUT, or a multipart upload for large files.
 pub async fn put_object(
     store: &Arc<dyn ObjectStore>,
     table: &str,
     path: &Path,
     bytes: Vec<u8>,
 ) -> Result<(), HudiError> {
-    store
-        .put(path, PutPayload::from(bytes))
-        .await
-        .map(|_| ())
-        .map_err(|source| HudiError::Storage {
-            table: table.to_string(),
-            path: path.to_string(),
-            source,
-        })
+    let storage = |source| HudiError::Storage {
+        table: table.to_string(),
+        path: path.to_string(),
+        source,
+    };
+    if bytes.len() <= MULTIPART_THRESHOLD {
+        return store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(storage);
+    }
+    let upload = store.put_multipart(path).await.map_err(storage)?;
+    let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    writer.put(Bytes::from(bytes));
+    writer.finish().await.map(|_| ()).map_err(storage)
 }
