@@ -1,5 +1,6 @@
 //! lakefold: Debezium / SQL Server change events folded per key into Apache Hudi (and Delta) tables.
 
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod fold;

@@ -6,7 +6,8 @@ use lakefold_debezium::KafkaSource;
 use std::time::Duration;
 
 /// Problems with what the configuration points at: missing source files, an unusable lake directory,
-/// unset environment variables, and (with `brokers`) unreachable Kafka brokers or missing topics.
+/// unset environment variables, and (with `remote`) unreachable Kafka brokers or missing topics and a
+/// missing Glue database.
 pub async fn check(config: &Config, brokers: bool) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let at = |key: &str, message: String| ConfigError {
@@ -38,6 +39,17 @@ pub async fn check(config: &Config, brokers: bool) -> Vec<ConfigError> {
                 Ok(_) => {}
             },
             SourceConfig::SqlServerCdc(_) => {}
+        }
+    }
+    if let (Some(c), true) = (&config.catalog, brokers) {
+        if c.kind == crate::config::CatalogKind::Glue {
+            let glue = crate::catalog::GlueCatalog::new(c).await;
+            let check = tokio::time::timeout(Duration::from_secs(30), glue.check_database()).await;
+            match check {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(at("catalog.database", e.to_string())),
+                Err(_) => errors.push(at("catalog", "no answer from Glue within 30 s".into())),
+            }
         }
     }
     if let Some(dir) = crate::pipeline::lake_local_path(&config.lake.uri) {

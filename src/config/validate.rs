@@ -97,15 +97,9 @@ pub(super) fn validate(config: &Config, sites: &Sites) -> Vec<ConfigError> {
 
     // [catalog]
     if let (Some(catalog), Some(site)) = (&config.catalog, &sites.catalog) {
-        if catalog.kind == CatalogKind::Glue {
-            if catalog.database.as_deref().unwrap_or("").is_empty() {
-                errors.push(site.error("catalog", "database", "required for type = \"glue\""));
-            }
-            errors.push(site.error(
-                "catalog",
-                "type",
-                "the glue catalog is not supported by this build yet (use \"none\")",
-            ));
+        if catalog.kind == CatalogKind::Glue && catalog.database.as_deref().unwrap_or("").is_empty()
+        {
+            errors.push(site.error("catalog", "database", "required for type = \"glue\""));
         }
     }
 

@@ -6,7 +6,8 @@ use super::error::PipelineError;
 use super::lake::Lake;
 use super::sources::{open_source, SourceReader};
 use super::tables::{open_route_table, read_checkpoints};
-use crate::config::{Config, RouteConfig};
+use crate::catalog::{Catalog, GlueCatalog, TableRegistration};
+use crate::config::{CatalogKind, Config, RouteConfig};
 use crate::fold::{project, undecided_columns, Fold, Projected, RouteSpec};
 use crate::sink::hudi::{CommitSummary, HudiTable, StagedRow, TableLayout, CHECKPOINT_KEY};
 use lakefold_api::{BatchLimits, Checkpoint, Decoded, SourceRecord};
@@ -68,6 +69,8 @@ struct RouteState {
     fold: Fold,
     /// Commit rounds since this table last committed (it had nothing to write).
     idle_rounds: u32,
+    /// The catalog has not seen the latest commit yet (its sync failed): retried at the next round.
+    sync_pending: Option<(String, Vec<String>)>,
 }
 
 /// After this many commit rounds without data, a table still commits its checkpoint (an empty commit),
@@ -103,6 +106,7 @@ pub async fn run(
         );
     }
     let lake = Lake::open(config)?;
+    let catalog = open_catalog(config).await;
     let mut routes = Vec::new();
     for route in &config.routes {
         routes.push(open_route(&lake, route).await?);
@@ -216,6 +220,7 @@ pub async fn run(
                 s.reader.before_commit();
             }
             commit_all(&mut routes, &sources, &mut dead, &mut summary).await?;
+            sync_catalog(&catalog, &lake, &mut routes).await;
             for s in &sources {
                 s.reader.after_commit(s.checkpoint.as_ref());
             }
@@ -242,6 +247,54 @@ pub async fn run(
         s.reader.finish(s.checkpoint).await;
     }
     Ok(summary)
+}
+
+async fn open_catalog(config: &Config) -> Catalog {
+    match &config.catalog {
+        Some(c) if c.kind == CatalogKind::Glue => {
+            Catalog::Glue(Box::new(GlueCatalog::new(c).await))
+        }
+        _ => Catalog::None,
+    }
+}
+
+/// Registers every table whose latest commit the catalog has not seen. Failures are logged and retried
+/// at the next round; data commits are never undone for them.
+async fn sync_catalog(catalog: &Catalog, lake: &Lake, routes: &mut [RouteState]) {
+    if matches!(catalog, Catalog::None) {
+        return;
+    }
+    for route in routes.iter_mut() {
+        let Some((instant, partitions)) = route.sync_pending.clone() else {
+            continue;
+        };
+        let schema = match route.table.schema().await {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(table = %route.spec.table, error = %e, "cannot read the table schema for the catalog");
+                continue;
+            }
+        };
+        let partition_fields = route.spec.partition_names();
+        let reg = TableRegistration {
+            table: &route.spec.table,
+            location: lake.table_location(&route.spec.table),
+            schema: &schema,
+            partition_fields: &partition_fields,
+            partitions: &partitions,
+            instant: &instant,
+        };
+        match catalog.sync(&reg).await {
+            Ok(()) => {
+                tracing::info!(table = %route.spec.table, %instant, "catalog synced");
+                route.sync_pending = None;
+            }
+            Err(e) => {
+                tracing::error!(table = %route.spec.table, error = %e, "catalog sync failed; the data is committed, the sync is retried after the next commit")
+            }
+        }
+    }
 }
 
 async fn until_stopped(stop: &AtomicBool) {
@@ -274,6 +327,7 @@ async fn open_route(lake: &Lake, route: &RouteConfig) -> Result<RouteState, Pipe
         checkpoint,
         fold: Fold::default(),
         idle_rounds: 0,
+        sync_pending: None,
     })
 }
 
@@ -440,6 +494,15 @@ async fn commit_all(
             .upsert(&schema, rows, route.layout, extra)
             .await?;
         if let Some(instant) = &result.instant {
+            let mut partitions = route
+                .sync_pending
+                .take()
+                .map(|(_, p)| p)
+                .unwrap_or_default();
+            partitions.extend(result.partitions.iter().cloned());
+            partitions.sort();
+            partitions.dedup();
+            route.sync_pending = Some((instant.to_string(), partitions));
             tracing::info!(table = %route.spec.table, %instant, inserts = result.inserts, updates = result.updates, deletes = result.deletes, files = result.files, checkpoint = %cp.describe(), "committed");
             route.checkpoint = Some((*cp).clone());
         }

@@ -6,8 +6,8 @@ from aws_fixtures import moto  # noqa: F401  (fixture)
 from conftest import as_table, gen, lakefold, write_events
 
 
-def s3_config(tmp, bucket, events_path, routes, extra_routes=""):
-    text = '[lake]\nuri = "s3://%s/warehouse/erp"\n\n[sources.events]\ntype = "debezium-file"\npath = "%s"\n' % (bucket, events_path)
+def s3_config(tmp, bucket, events_path, routes, extra_routes="", catalog=""):
+    text = '[lake]\nuri = "s3://%s/warehouse/erp"\n%s\n[sources.events]\ntype = "debezium-file"\npath = "%s"\n' % (bucket, catalog, events_path)
     for table, key, columns, on_delete in routes:
         text += '\n[[route]]\ntable = "%s"\nsource = "events"\nfrom = "dbo.SALES"\nkey = %s\ncolumns = %s\non_delete = "%s"\n' % (
             table, json.dumps(key), json.dumps(columns), on_delete)
@@ -35,7 +35,11 @@ def test_six_routes_and_a_partitioned_route_land_on_s3_and_read_back(tmp, moto):
     bucket = moto.new_bucket()
     events = gen.generate(900, seed=61)
     write_events(tmp / "events.jsonl", events[:500])
-    cfg = s3_config(tmp, bucket, tmp / "events.jsonl", gen.ROUTES, BY_PROJECT)
+    glue = moto.client("glue")
+    database = "mycompany_%s" % bucket.split("-")[1]
+    glue.create_database(DatabaseInput={"Name": database})
+    cfg = s3_config(tmp, bucket, tmp / "events.jsonl", gen.ROUTES, BY_PROJECT,
+                    catalog='[catalog]\ntype = "glue"\ndatabase = "%s"\nregion = "us-east-1"\n' % database)
 
     def run():
         proc = subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=moto.env(), capture_output=True, text=True, timeout=300)
@@ -56,3 +60,43 @@ def test_six_routes_and_a_partitioned_route_land_on_s3_and_read_back(tmp, moto):
     listing = moto.client("s3").list_objects_v2(Bucket=bucket, Prefix="warehouse/erp/sales/.hoodie/")
     names = [o["Key"].rsplit("/", 1)[1] for o in listing.get("Contents", [])]
     assert "hoodie.properties" in names and len([n for n in names if n.endswith(".commit")]) == 2
+
+    # Glue holds each table as Hudi's own sync registers a COW table
+    for table, key, columns, _ in gen.ROUTES + [("sales_by_project", ["SaleId"], ["SaleId", "StatusId", "ContractSubtotal"], "delete")]:
+        t = glue.get_table(DatabaseName=database, Name=table)["Table"]
+        sd = t["StorageDescriptor"]
+        assert t["TableType"] == "EXTERNAL_TABLE"
+        assert sd["InputFormat"] == "org.apache.hudi.hadoop.HoodieParquetInputFormat"
+        assert sd["OutputFormat"] == "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+        assert sd["SerdeInfo"]["SerializationLibrary"] == "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+        assert sd["SerdeInfo"]["Parameters"] == {"serialization.format": "1", "path": "%s/%s" % (base, table)}
+        assert sd["Location"] == "%s/%s" % (base, table)
+        names = [c["Name"] for c in sd["Columns"]]
+        assert names[:5] == ["_hoodie_commit_time", "_hoodie_commit_seqno", "_hoodie_record_key", "_hoodie_partition_path", "_hoodie_file_name"]
+        assert all(c in names for c in columns)
+        params = t["Parameters"]
+        assert params["EXTERNAL"] == "TRUE" and params["spark.sql.sources.provider"] == "hudi"
+        commits = sorted(o["Key"].rsplit("/", 1)[1] for o in moto.client("s3").list_objects_v2(
+            Bucket=bucket, Prefix="warehouse/erp/%s/.hoodie/" % table)["Contents"] if o["Key"].endswith(".commit"))
+        assert params["last_commit_time_sync"] == commits[-1].split(".")[0], table
+        spark = json.loads(params["spark.sql.sources.schema.part.0"])
+        assert [f["name"] for f in spark["fields"]][:5] == names[:5]
+    types = {c["Name"]: c["Type"] for c in glue.get_table(DatabaseName=database, Name="sales")["Table"]["StorageDescriptor"]["Columns"]}
+    assert types["ContractSubtotal"] == "decimal(18,4)" and types["ContractSigningDate"] == "timestamp" and types["SaleId"] == "int"
+    part = glue.get_table(DatabaseName=database, Name="sales_by_project")["Table"]
+    assert [k["Name"] for k in part["PartitionKeys"]] == ["ProjectId"]
+    assert "ProjectId" not in [c["Name"] for c in part["StorageDescriptor"]["Columns"]]
+    partitions = glue.get_partitions(DatabaseName=database, TableName="sales_by_project")["Partitions"]
+    assert sorted(p["Values"][0] for p in partitions) == sorted({str(r["ProjectId"]) for r in rows})
+    for p in partitions:
+        assert p["StorageDescriptor"]["Location"] == "%s/sales_by_project/ProjectId=%s" % (base, p["Values"][0])
+
+
+def test_validate_checks_the_glue_database_exists(tmp, moto):
+    import subprocess
+    from conftest import BIN
+    write_events(tmp / "events.jsonl", gen.generate(10, seed=1))
+    cfg = s3_config(tmp, moto.new_bucket(), tmp / "events.jsonl", gen.ROUTES[:1],
+                    catalog='[catalog]\ntype = "glue"\ndatabase = "no_such_db"\nregion = "us-east-1"\n')
+    proc = subprocess.run([BIN, "--config", str(cfg), "validate"], env=moto.env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 78 and "no_such_db" in proc.stderr, proc.stderr[-2000:]

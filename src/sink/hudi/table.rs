@@ -39,6 +39,8 @@ pub struct CommitSummary {
     pub files: usize,
     /// Incoming rows older than what the table held (ignored).
     pub stale: u64,
+    /// Partition paths the commit wrote files in.
+    pub partitions: Vec<String>,
 }
 
 /// An open Hudi table.
@@ -531,6 +533,12 @@ impl HudiTable {
         };
         let mut summary = CommitSummary {
             instant: Some(instant.clone()),
+            partitions: work
+                .keys()
+                .map(|id| id.0.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             ..CommitSummary::default()
         };
         let mut meta = CommitMetadata {
