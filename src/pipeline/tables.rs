@@ -3,7 +3,7 @@
 use super::error::PipelineError;
 use super::lake::Lake;
 use crate::schema::POSITION_COLUMN;
-use crate::sink::hudi::{HudiTable, CHECKPOINT_KEY};
+use crate::sink::hudi::{HudiError, HudiTable, CHECKPOINT_KEY};
 use lakefold_api::Checkpoint;
 use std::collections::BTreeMap;
 
@@ -18,18 +18,29 @@ pub async fn open_route_table(
     let base = lake.table_path(table);
     let mut t = match HudiTable::open(lake.store.clone(), base.clone(), table).await? {
         Some(t) => t,
-        None => {
-            HudiTable::create(
-                lake.store.clone(),
-                base,
-                table,
-                &lake.database,
-                key,
-                POSITION_COLUMN,
-                partition_by,
-            )
-            .await?
-        }
+        None => match HudiTable::create(
+            lake.store.clone(),
+            base.clone(),
+            table,
+            &lake.database,
+            key,
+            POSITION_COLUMN,
+            partition_by,
+        )
+        .await
+        {
+            Ok(t) => t,
+            // Another process created it a moment ago: use theirs.
+            Err(HudiError::AlreadyExists { .. }) => {
+                HudiTable::open(lake.store.clone(), base.clone(), table)
+                    .await?
+                    .ok_or_else(|| HudiError::NotFound {
+                        table: table.to_string(),
+                        path: base.to_string(),
+                    })?
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
     t.rollback_pending().await?;
     Ok(t)

@@ -215,8 +215,77 @@ async fn nothing_to_change_writes_no_commit() {
 }
 
 #[tokio::test]
-async fn a_second_writer_completing_the_same_instant_gets_a_conflict() {
-    let (dir, _store, mut t) = table().await;
+async fn two_writers_racing_on_one_table_exactly_one_commit_wins() {
+    let (dir, store, mut first) = table().await;
+    first
+        .upsert(
+            &schema(),
+            vec![upsert(1, "a", 1, "p1")],
+            LAYOUT,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    // A second writer opens the same table and plans on the same state as the first.
+    let mut second = HudiTable::open(store.clone(), Path::from("t"), "t")
+        .await
+        .unwrap()
+        .unwrap();
+    second.rollback_pending().await.unwrap();
+    let ok = first
+        .upsert(
+            &schema(),
+            vec![upsert(1, "from-first", 1, "p2")],
+            LAYOUT,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    assert!(ok.instant.is_some());
+    let err = second
+        .upsert(
+            &schema(),
+            vec![upsert(1, "from-second", 1, "p3"), upsert(2, "b", 1, "p3")],
+            LAYOUT,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HudiError::Conflict { .. }), "{err}");
+    // The loser left nothing behind: readers see the winner's rows, no pending instant remains.
+    let mut reader = HudiTable::open(store.clone(), Path::from("t"), "t")
+        .await
+        .unwrap()
+        .unwrap();
+    let r = rows(&mut reader).await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r["1"].0, "from-first");
+    assert!(reader.timeline().pending_writes().is_empty());
+    let parquet: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet"))
+        .collect();
+    assert_eq!(parquet.len(), 2, "{parquet:?}");
+    // After reopening, the second writer sees the new state and commits normally.
+    let mut again = HudiTable::open(store, Path::from("t"), "t")
+        .await
+        .unwrap()
+        .unwrap();
+    again
+        .upsert(
+            &schema(),
+            vec![upsert(2, "b", 1, "p3")],
+            LAYOUT,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows(&mut again).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_of_a_dead_writer_is_taken_over() {
+    let (dir, store, mut t) = table().await;
     t.upsert(
         &schema(),
         vec![upsert(1, "a", 1, "p1")],
@@ -225,21 +294,36 @@ async fn a_second_writer_completing_the_same_instant_gets_a_conflict() {
     )
     .await
     .unwrap();
-    // Another writer completed instants our handle has not seen: every instant this write could pick in the
-    // next few seconds already has its .commit.
-    let now = chrono::Utc::now();
-    for ms in 0..5000 {
-        let instant = (now + chrono::TimeDelta::milliseconds(ms))
-            .format("%Y%m%d%H%M%S%3f")
-            .to_string();
-        std::fs::write(
-            dir.path().join(format!("t/.hoodie/{instant}.commit")),
-            b"{}",
-        )
+    let last = t
+        .timeline()
+        .completed_writes()
+        .last()
+        .unwrap()
+        .0
+        .to_string();
+    // A writer died after claiming the next slot for instant 29990101000000000 and writing its requested file.
+    let hoodie = dir.path().join("t/.hoodie");
+    std::fs::write(hoodie.join("29990101000000000.commit.requested"), b"").unwrap();
+    std::fs::create_dir_all(hoodie.join(".lakefold")).unwrap();
+    let claim = hoodie.join(format!(".lakefold/next-after-{last}"));
+    std::fs::write(
+        &claim,
+        br#"{"owner":"dead","instant":"29990101000000000","purpose":"commit"}"#,
+    )
+    .unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&claim)
+        .unwrap()
+        .set_modified(old)
         .unwrap();
-    }
-    // our handle still holds the old timeline: it picks a taken instant, and the create-only PUT refuses it
-    let err = t
+    let mut restarted = HudiTable::open(store, Path::from("t"), "t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(restarted.rollback_pending().await.unwrap().len(), 1);
+    restarted
         .upsert(
             &schema(),
             vec![upsert(2, "b", 1, "p2")],
@@ -247,6 +331,19 @@ async fn a_second_writer_completing_the_same_instant_gets_a_conflict() {
             BTreeMap::new(),
         )
         .await
-        .unwrap_err();
-    assert!(matches!(err, HudiError::Conflict { .. }), "{err}");
+        .unwrap();
+    assert_eq!(rows(&mut restarted).await.len(), 2);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
 }

@@ -100,3 +100,50 @@ def test_validate_checks_the_glue_database_exists(tmp, moto):
                     catalog='[catalog]\ntype = "glue"\ndatabase = "no_such_db"\nregion = "us-east-1"\n')
     proc = subprocess.run([BIN, "--config", str(cfg), "validate"], env=moto.env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 78 and "no_such_db" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_two_writers_racing_on_one_s3_table_one_wins_the_other_reports_a_conflict(tmp, moto):
+    import signal
+    import subprocess
+    import time
+    from conftest import BIN
+    bucket = moto.new_bucket()
+    events = gen.generate(1500, seed=67)
+    write_events(tmp / "events.jsonl", events)
+    sales = [r for r in gen.ROUTES if r[0] == "sales"]
+    cfg = s3_config(tmp, bucket, tmp / "events.jsonl", sales)
+    cfg.write_text(cfg.read_text().replace("[sources.events]", '[commit]\ninterval = "100ms"\nmax_events = 60\n\n[sources.events]'))
+    logs = [open(tmp / ("writer-%d.log" % i), "w+") for i in range(2)]
+    procs = [subprocess.Popen([BIN, "--config", str(cfg), "run"], env=moto.env(), stderr=logs[i]) for i in range(2)]
+    expected = gen.expected_tables(events)["sales"]
+    base = "s3://%s/warehouse/erp/sales" % bucket
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+        losers = [i for i, p in enumerate(procs) if p.poll() is not None]
+        assert len(losers) == 1, "both writers kept running: no conflict detected"
+        survivor = procs[1 - losers[0]]
+        while time.time() < deadline:
+            try:
+                if as_table(moto.read_hudi(base), ["SaleId"], sales[0][2]) == expected:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.5)
+        assert survivor.poll() is None, "the survivor stopped"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=30)
+    loser_log = (tmp / ("writer-%d.log" % losers[0])).read_text()
+    assert procs[losers[0]].returncode == 1, loser_log[-2000:]
+    assert "another writer committed to this table" in loser_log, loser_log[-2000:]
+    assert survivor.returncode == 0
+    assert as_table(moto.read_hudi(base), ["SaleId"], sales[0][2]) == expected
+    assert as_table(moto.read_daft(base, sales[0][2]), ["SaleId"], sales[0][2]) == expected
+    listing = moto.client("s3").list_objects_v2(Bucket=bucket, Prefix="warehouse/erp/sales/.hoodie/")
+    names = [o["Key"].rsplit("/", 1)[1] for o in listing.get("Contents", [])]
+    pending = {n.split(".")[0] for n in names if n.endswith(".inflight")} - {n.split(".")[0] for n in names if n.endswith(".commit")}
+    assert not pending, pending

@@ -33,10 +33,12 @@ pub enum HudiError {
         path: String,
         reason: String,
     },
-    #[error("table `{table}`: instant {instant} was completed by another writer; lakefold allows one writer per table")]
+    #[error("table `{table}`: another writer committed to this table while lakefold was writing instant {instant}; that write was rolled back (lakefold allows one writer per table)")]
     Conflict { table: String, instant: String },
     #[error("table `{table}`: {message}")]
     Data { table: String, message: String },
+    #[error("table `{table}` already exists at {path}")]
+    AlreadyExists { table: String, path: String },
     #[error("table `{table}` does not exist at {path}")]
     NotFound { table: String, path: String },
 }

@@ -2,6 +2,7 @@
 //! format itself; the facts it follows are in `shared/hudi-v6-cow.md` and the Spark-written golden tables.
 
 pub(crate) mod avro_schema;
+mod claim;
 mod commit_metadata;
 mod error;
 mod file_name;

@@ -2,6 +2,7 @@
 //! `extraMetadata`, read the latest snapshot and the history.
 
 use super::avro_schema::{avro_schema, parse_avro_schema};
+use super::claim::{claims_dir, release, try_claim, Claim, ClaimResult, STALE_AFTER};
 use super::commit_metadata::{CommitMetadata, WriteStat, SCHEMA_KEY};
 use super::error::HudiError;
 use super::file_name::BaseFileName;
@@ -19,6 +20,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Claims kept after a commit (older ones are pruned).
+const KEEP_CLAIMS: usize = 20;
 
 /// How a table's files are written (from the route).
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +55,8 @@ pub struct HudiTable {
     properties: TableProperties,
     timeline: Timeline,
     view: Option<FileView>,
+    /// This writer's id in claims (see `claim.rs`).
+    owner: String,
 }
 
 impl HudiTable {
@@ -113,6 +119,7 @@ impl HudiTable {
             properties,
             timeline: Timeline::default(),
             view: None,
+            owner: uuid::Uuid::new_v4().to_string(),
         };
         table.reload_timeline().await?;
         Ok(Some(table))
@@ -146,10 +153,9 @@ impl HudiTable {
         {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(HudiError::Unsupported {
+                return Err(HudiError::AlreadyExists {
                     table: name.to_string(),
                     path: base.to_string(),
-                    reason: "a table already exists here".into(),
                 })
             }
             Err(source) => {
@@ -167,6 +173,7 @@ impl HudiTable {
             properties,
             timeline: Timeline::default(),
             view: None,
+            owner: uuid::Uuid::new_v4().to_string(),
         })
     }
 
@@ -215,6 +222,27 @@ impl HudiTable {
         if pending.is_empty() {
             return Ok(Vec::new());
         }
+        // Claim the next slot first: a pending instant may belong to a live writer that is about to
+        // complete it; then the claim fails (or the instant completes) and nothing of it is deleted.
+        let after = self.newest_completed();
+        let first = pending
+            .first()
+            .map(|(i, _)| i.to_string())
+            .unwrap_or_default();
+        match self.claim_slot(after.as_ref(), &first, "rollback").await {
+            Ok(()) => {}
+            Err(HudiError::Conflict { .. }) => {
+                self.reload_timeline().await?;
+                if self.timeline.pending_writes().is_empty() {
+                    return Ok(Vec::new());
+                }
+                return Err(HudiError::Conflict {
+                    table: self.name.clone(),
+                    instant: first,
+                });
+            }
+            Err(e) => return Err(e),
+        }
         let objects: Vec<_> = self
             .store
             .list(Some(&self.base))
@@ -244,6 +272,88 @@ impl HudiTable {
         self.view = None;
         self.reload_timeline().await?;
         Ok(pending.into_iter().map(|(i, _)| i).collect())
+    }
+
+    fn newest_completed(&self) -> Option<Instant> {
+        self.timeline
+            .completed_writes()
+            .last()
+            .map(|(i, _)| (*i).clone())
+    }
+
+    /// Claims the slot after `after` (the newest completed instant this write planned on), waiting out a
+    /// claim of a writer that may still be completing; `Conflict` when another writer has completed an
+    /// instant after `after` (or holds the slot past the wait).
+    async fn claim_slot(
+        &mut self,
+        after: Option<&Instant>,
+        instant: &str,
+        purpose: &str,
+    ) -> Result<(), HudiError> {
+        let me = Claim {
+            owner: self.owner.clone(),
+            instant: instant.to_string(),
+            purpose: purpose.to_string(),
+        };
+        let deadline = std::time::Instant::now() + STALE_AFTER + std::time::Duration::from_secs(5);
+        loop {
+            let result = try_claim(&self.store, &self.name, &self.base, after, &me).await?;
+            // Whatever the claim says, a completed instant after ours means our plan is stale.
+            self.reload_timeline().await?;
+            if self.newest_completed().as_ref() != after {
+                return Err(HudiError::Conflict {
+                    table: self.name.clone(),
+                    instant: instant.to_string(),
+                });
+            }
+            match result {
+                ClaimResult::Claimed => return Ok(()),
+                ClaimResult::Held { by, stale } if stale => {
+                    tracing::warn!(table = %self.name, owner = %by.owner, instant = %by.instant, purpose = %by.purpose, "taking over an abandoned claim");
+                    release(&self.store, &self.name, &self.base, after).await?;
+                }
+                ClaimResult::Held { by, .. } => {
+                    if std::time::Instant::now() >= deadline {
+                        tracing::error!(table = %self.name, owner = %by.owner, instant = %by.instant, "another writer holds the table");
+                        return Err(HudiError::Conflict {
+                            table: self.name.clone(),
+                            instant: instant.to_string(),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Deletes the files and instant files of `instant` (this writer's own write that lost a conflict).
+    async fn abandon(&mut self, instant: &Instant, written: &[Path]) -> Result<(), HudiError> {
+        for p in written {
+            self.delete(p).await?;
+        }
+        let hoodie = Self::hoodie(&self.base);
+        let [requested, inflight, _] = TimelineFile::commit_names(instant);
+        self.delete(&hoodie.clone().join(inflight.as_str())).await?;
+        self.delete(&hoodie.join(requested.as_str())).await?;
+        self.view = None;
+        self.reload_timeline().await
+    }
+
+    /// Keeps the last claims, removing older ones (a writer whose plan is that old is refused anyway: the
+    /// timeline check in `claim_slot` sees the newer commits).
+    async fn prune_claims(&self) {
+        let dir = claims_dir(&self.base);
+        let Ok(listing) = self.store.list_with_delimiter(Some(&dir)).await else {
+            return;
+        };
+        let mut names: Vec<Path> = listing.objects.into_iter().map(|o| o.location).collect();
+        if names.len() <= KEEP_CLAIMS {
+            return;
+        }
+        names.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        for p in &names[..names.len() - KEEP_CLAIMS] {
+            let _ = self.store.delete(p).await;
+        }
     }
 
     async fn delete(&self, path: &Path) -> Result<(), HudiError> {
@@ -317,6 +427,7 @@ impl HudiTable {
                 avro_schema(&self.name, &schema, false),
             );
         }
+        let after = self.newest_completed();
         let instant = Instant::next(self.timeline.last_instant());
         let hoodie = Self::hoodie(&self.base);
         let [requested, inflight, completed] = TimelineFile::commit_names(&instant);
@@ -336,9 +447,17 @@ impl HudiTable {
             b"{}".to_vec(),
         )
         .await?;
+        if let Err(e) = self
+            .claim_slot(after.as_ref(), instant.as_str(), "commit")
+            .await
+        {
+            self.abandon(&instant, &[]).await?;
+            return Err(e);
+        }
         self.publish(&hoodie.clone().join(completed.as_str()), json, &instant)
             .await?;
         self.reload_timeline().await?;
+        self.prune_claims().await;
         Ok(instant)
     }
 
@@ -468,6 +587,7 @@ impl HudiTable {
         view: &FileView,
         work: BTreeMap<(String, String), super::write::GroupWork>,
     ) -> Result<(CommitSummary, FileView), HudiError> {
+        let after = self.newest_completed();
         let instant = Instant::next(self.timeline.last_instant());
         let hoodie = Self::hoodie(&self.base);
         let [requested, inflight, completed] = TimelineFile::commit_names(&instant);
@@ -546,8 +666,10 @@ impl HudiTable {
             ..planned
         };
         meta.partition_to_write_stats.clear();
+        let mut written: Vec<Path> = Vec::new();
         for (task, (id, w)) in work.iter().enumerate() {
             let result = write_group(&ctx, task, id, w).await?;
+            written.push(result.file.path.clone());
             summary.inserts += result.stat.num_inserts;
             summary.updates += result.stat.num_update_writes;
             summary.deletes += result.stat.num_deletes;
@@ -584,9 +706,17 @@ impl HudiTable {
         }
 
         let json = self.commit_json(&meta, &instant)?;
+        if let Err(e) = self
+            .claim_slot(after.as_ref(), instant.as_str(), "commit")
+            .await
+        {
+            self.abandon(&instant, &written).await?;
+            return Err(e);
+        }
         self.publish(&hoodie.clone().join(completed.as_str()), json, &instant)
             .await?;
         self.reload_timeline().await?;
+        self.prune_claims().await;
         Ok((summary, new_view))
     }
 
