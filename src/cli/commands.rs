@@ -109,7 +109,7 @@ fn known_table(config: &Config, table: &str) -> Result<(), PipelineError> {
 
 async fn open_existing(config: &Config, table: &str) -> Result<(Lake, HudiTable), PipelineError> {
     known_table(config, table)?;
-    let lake = Lake::open(config)?;
+    let lake = Lake::open(config).await?;
     match HudiTable::open(lake.store.clone(), lake.table_path(table), table).await? {
         Some(t) => Ok((lake, t)),
         None => Err(crate::sink::hudi::HudiError::NotFound {
@@ -146,7 +146,7 @@ async fn history(config: &Config, table: &str) -> Result<(), PipelineError> {
 
 async fn lifecycle(config: &Config, action: TableAction, table: &str) -> Result<(), PipelineError> {
     known_table(config, table)?;
-    let lake = Lake::open(config)?;
+    let lake = Lake::open(config).await?;
     let (key, partitions) = match config.route(table) {
         Some(route) => {
             let spec = RouteSpec::new(route, None);

@@ -2,9 +2,10 @@
 
 use super::error::PipelineError;
 use crate::config::{Config, LakeConfig};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::CredentialProvider;
 use object_store::ObjectStore;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub struct Lake {
 
 impl Lake {
     /// Opens the lake of `config` (creating the directory of a local lake).
-    pub fn open(config: &Config) -> Result<Lake, PipelineError> {
+    pub async fn open(config: &Config) -> Result<Lake, PipelineError> {
         let uri = config.lake.uri.trim().to_string();
         let database = config
             .catalog
@@ -38,7 +39,9 @@ impl Lake {
         };
         if let Some(("s3" | "s3a", rest)) = uri.split_once("://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let store = s3_store(&config.lake, bucket).map_err(|e| err(e.to_string()))?;
+            let store = s3_store(&config.lake, bucket)
+                .await
+                .map_err(|e| err(e.to_string()))?;
             let prefix = Path::from(prefix.trim_matches('/'));
             return Ok(Lake {
                 store: Arc::new(store),
@@ -76,10 +79,26 @@ impl Lake {
     }
 }
 
-/// S3 from the standard AWS environment (`AWS_*` variables: keys, region, `AWS_ENDPOINT_URL`, web identity,
-/// ECS container credentials, instance metadata), with `[lake]` overrides on top.
-fn s3_store(lake: &LakeConfig, bucket: &str) -> object_store::Result<object_store::aws::AmazonS3> {
+/// S3 with the standard AWS credential chain (environment, shared config/credentials profiles, web identity,
+/// ECS task role, instance metadata — the same chain the Glue client uses), `AWS_*` settings such as
+/// `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP`, and the `[lake]` overrides on top.
+async fn s3_store(
+    lake: &LakeConfig,
+    bucket: &str,
+) -> object_store::Result<object_store::aws::AmazonS3> {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(provider) = sdk.credentials_provider() {
+        builder = builder.with_credentials(Arc::new(ChainCredentials::new(provider)));
+    }
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        if let Some(region) = sdk.region() {
+            builder = builder.with_region(region.as_ref());
+        }
+    }
     if let Some(region) = &lake.region {
         builder = builder.with_region(region);
     }
@@ -90,6 +109,55 @@ fn s3_store(lake: &LakeConfig, bucket: &str) -> object_store::Result<object_stor
         builder = builder.with_allow_http(allow);
     }
     builder.build()
+}
+
+/// object_store credentials from the AWS SDK's provider chain, cached until five minutes before they expire.
+#[derive(Debug)]
+struct ChainCredentials {
+    provider: aws_credential_types::provider::SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<(Arc<AwsCredential>, Option<std::time::SystemTime>)>>,
+}
+
+impl ChainCredentials {
+    fn new(provider: aws_credential_types::provider::SharedCredentialsProvider) -> Self {
+        ChainCredentials {
+            provider,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialProvider for ChainCredentials {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let mut cached = self.cached.lock().await;
+        let margin = std::time::Duration::from_secs(300);
+        if let Some((cred, expiry)) = cached.as_ref() {
+            let fresh = expiry.is_none_or(|e| {
+                e.duration_since(std::time::SystemTime::now())
+                    .is_ok_and(|left| left > margin)
+            });
+            if fresh {
+                return Ok(cred.clone());
+            }
+        }
+        let c = self.provider.provide_credentials().await.map_err(|e| {
+            object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            }
+        })?;
+        let cred = Arc::new(AwsCredential {
+            key_id: c.access_key_id().to_string(),
+            secret_key: c.secret_access_key().to_string(),
+            token: c.session_token().map(str::to_string),
+        });
+        *cached = Some((cred.clone(), c.expiry()));
+        Ok(cred)
+    }
 }
 
 /// The directory of a local lake URI (`file:///x`, `/x`, `./x`, `x`); `None` for other schemes.

@@ -105,7 +105,7 @@ pub async fn run(
             "[metrics] is accepted, but this build does not serve the Prometheus endpoint yet"
         );
     }
-    let lake = Lake::open(config)?;
+    let lake = Lake::open(config).await?;
     let catalog = open_catalog(config).await;
     let mut routes = Vec::new();
     for route in &config.routes {

@@ -147,3 +147,52 @@ def test_two_writers_racing_on_one_s3_table_one_wins_the_other_reports_a_conflic
     names = [o["Key"].rsplit("/", 1)[1] for o in listing.get("Contents", [])]
     pending = {n.split(".")[0] for n in names if n.endswith(".inflight")} - {n.split(".")[0] for n in names if n.endswith(".commit")}
     assert not pending, pending
+
+
+def test_credentials_from_a_shared_credentials_profile(tmp, moto):
+    import subprocess
+    from conftest import BIN
+    bucket = moto.new_bucket()
+    events = gen.generate(200, seed=71)
+    write_events(tmp / "events.jsonl", events)
+    routes = gen.ROUTES[:1]
+    cfg = s3_config(tmp, bucket, tmp / "events.jsonl", routes)
+    (tmp / "credentials").write_text("[lakefold]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    (tmp / "config").write_text("[profile lakefold]\nregion = us-east-1\n")
+    env = {k: v for k, v in moto.env().items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION")}
+    env.update(AWS_PROFILE="lakefold", AWS_SHARED_CREDENTIALS_FILE=str(tmp / "credentials"), AWS_CONFIG_FILE=str(tmp / "config"),
+               AWS_EC2_METADATA_DISABLED="true")
+    proc = subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table, key, columns, _ = routes[0]
+    got = as_table(moto.read_hudi("s3://%s/warehouse/erp/%s" % (bucket, table)), key, columns)
+    assert got == gen.expected_tables(events)[table]
+
+
+def test_a_new_column_updates_the_glue_table_and_old_rows_read_as_null(tmp, moto):
+    import subprocess
+    from conftest import BIN
+    bucket = moto.new_bucket()
+    glue = moto.client("glue")
+    database = "evolve_%s" % bucket.split("-")[1]
+    glue.create_database(DatabaseInput={"Name": database})
+    events = gen.generate(600, seed=73)
+    write_events(tmp / "events.jsonl", events[:300])
+    catalog = '[catalog]\ntype = "glue"\ndatabase = "%s"\nregion = "us-east-1"\n' % database
+    narrow = [("sales", ["SaleId"], ["SaleId", "StatusId"], "delete")]
+    cfg = s3_config(tmp, bucket, tmp / "events.jsonl", narrow, catalog=catalog)
+    run = lambda: subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=moto.env(), capture_output=True, text=True, timeout=120)
+    assert run().returncode == 0
+    cols = [c["Name"] for c in glue.get_table(DatabaseName=database, Name="sales")["Table"]["StorageDescriptor"]["Columns"]]
+    assert "AgentId" not in cols
+    wide = [("sales", ["SaleId"], ["SaleId", "StatusId", "AgentId"], "delete")]
+    cfg = s3_config(tmp, bucket, tmp / "events.jsonl", wide, catalog=catalog)
+    write_events(tmp / "events.jsonl", events[300:], append=True)
+    proc = run()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cols = {c["Name"]: c["Type"] for c in glue.get_table(DatabaseName=database, Name="sales")["Table"]["StorageDescriptor"]["Columns"]}
+    assert cols["AgentId"] == "int"
+    rows = moto.read_hudi("s3://%s/warehouse/erp/sales" % bucket)
+    expected = gen.expected_tables(events)["sales"]
+    assert {r["SaleId"] for r in rows} == {k[0] for k in expected}
+    assert any(r["AgentId"] is not None for r in rows)
