@@ -109,8 +109,17 @@ pub async fn run(
     let catalog = open_catalog(config).await;
     let mut routes = Vec::new();
     for route in &config.routes {
-        routes.push(open_route(&lake, route).await?);
+        let mut state = open_route(&lake, route).await?;
+        // The catalog catches up with each table's latest commit at start (a sync that failed last time,
+        // or a catalog configured after the fact), even when no new data arrives.
+        if !matches!(catalog, Catalog::None) {
+            if let Some((instant, _)) = state.table.last_commit().await? {
+                state.sync_pending = Some((instant.to_string(), state.table.partitions().await?));
+            }
+        }
+        routes.push(state);
     }
+    sync_catalog(&catalog, &lake, &mut routes).await;
     let dl_table =
         open_route_table(&lake, DEAD_LETTER_TABLE, &DeadLetter::key_fields(), &[]).await?;
     let mut dead = DeadLetterState {
@@ -469,6 +478,12 @@ async fn commit_all(
                     || route.idle_rounds >= IDLE_ROUNDS_BEFORE_CHECKPOINT_COMMIT)
             {
                 let instant = route.table.commit_checkpoint(extra).await?;
+                let partitions = route
+                    .sync_pending
+                    .take()
+                    .map(|(_, p)| p)
+                    .unwrap_or_default();
+                route.sync_pending = Some((instant.to_string(), partitions));
                 tracing::info!(table = %route.spec.table, %instant, checkpoint = %cp.describe(), "committed the checkpoint (no rows to write)");
                 route.checkpoint = Some((*cp).clone());
                 route.idle_rounds = 0;

@@ -181,3 +181,24 @@ pub async fn put_object(
     writer.put(Bytes::from(bytes));
     writer.finish().await.map(|_| ()).map_err(storage)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::local::LocalFileSystem;
+
+    #[tokio::test]
+    async fn large_files_go_up_in_parts_and_come_back_whole() {
+        let dir = std::env::temp_dir().join(format!("lakefold-mpu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&dir).unwrap());
+        let size = MULTIPART_THRESHOLD + PART_SIZE + 12_345;
+        let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let path = Path::from("t/big.parquet");
+        put_object(&store, "t", &path, bytes.clone()).await.unwrap();
+        let back = read_object(&store, "t", &path).await.unwrap();
+        assert_eq!(back.len(), size);
+        assert!(back.as_ref() == bytes.as_slice());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

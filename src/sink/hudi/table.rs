@@ -523,6 +523,20 @@ impl HudiTable {
         })
     }
 
+    /// Partition paths that hold files (empty for an unpartitioned table).
+    pub async fn partitions(&mut self) -> Result<Vec<String>, HudiError> {
+        Ok(self
+            .view(false)
+            .await?
+            .groups
+            .keys()
+            .map(|(p, _)| p.clone())
+            .filter(|p| !p.is_empty())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect())
+    }
+
     /// Reads the latest snapshot (every file group's latest committed slice).
     pub async fn snapshot(&mut self) -> Result<Vec<RecordBatch>, HudiError> {
         let paths: Vec<Path> = self
