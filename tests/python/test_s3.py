@@ -225,3 +225,48 @@ def test_a_glue_outage_never_undoes_the_data_and_the_next_run_catches_up(tmp, mo
         Bucket=bucket, Prefix="warehouse/erp/sales/.hoodie/")["Contents"] if o["Key"].endswith(".commit"))
     table = glue.get_table(DatabaseName=database, Name="sales")["Table"]
     assert table["Parameters"]["last_commit_time_sync"] == commits[-1].split(".")[0]
+
+
+def test_credentials_from_the_ecs_task_role_endpoint(tmp, moto):
+    """The ECS container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI), served on loopback."""
+    import datetime
+    import http.server
+    import subprocess
+    import threading
+    from conftest import BIN
+    served = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            served.append(self.path)
+            expiry = (datetime.datetime.utcnow() + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            body = json.dumps({"AccessKeyId": "testing", "SecretAccessKey": "testing", "Token": "session-token",
+                               "Expiration": expiry}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        bucket = moto.new_bucket()
+        events = gen.generate(150, seed=83)
+        write_events(tmp / "events.jsonl", events)
+        routes = gen.ROUTES[:1]
+        cfg = s3_config(tmp, bucket, tmp / "events.jsonl", routes)
+        env = {k: v for k, v in moto.env().items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        env.update(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:%d/v2/credentials/task" % server.server_address[1],
+                   AWS_SHARED_CREDENTIALS_FILE=str(tmp / "none"), AWS_CONFIG_FILE=str(tmp / "none"), AWS_EC2_METADATA_DISABLED="true")
+        proc = subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert served, "the credentials endpoint was never asked"
+        table, key, columns, _ = routes[0]
+        assert as_table(moto.read_hudi("s3://%s/warehouse/erp/%s" % (bucket, table)), key, columns) == gen.expected_tables(events)[table]
+    finally:
+        server.shutdown()
+        server.server_close()
