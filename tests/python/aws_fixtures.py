@@ -1,14 +1,11 @@
 """A moto server (S3 and Glue) on 127.0.0.1, started and stopped by PID, and readers that go through it."""
 import os
-import socket
-import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
-from kafka_fixtures import free_port
+from servers import ServerProcess, free_port
 
 KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1"}
@@ -16,33 +13,14 @@ KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS
 
 class Moto:
     def __init__(self, workdir):
-        self.port = free_port()
-        self.endpoint = "http://127.0.0.1:%d" % self.port
+        port = free_port()
+        self.endpoint = "http://127.0.0.1:%d" % port
         server = os.path.join(os.path.dirname(sys.executable), "moto_server")
-        self.log = open(workdir / "moto.log", "w")
-        self.proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=dict(os.environ, **KEYS))
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("moto_server exited: see %s" % (workdir / "moto.log"))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("moto_server did not listen within 60 s")
+        self.server = ServerProcess("moto_server", [server, "-H", "127.0.0.1", "-p", str(port)], port,
+                                    workdir / "moto.log", env=dict(os.environ, **KEYS))
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
+        self.server.stop()
 
     def env(self):
         """The environment lakefold runs with: the standard AWS variables pointing at moto."""

@@ -5,52 +5,27 @@ import itertools
 import json
 import os
 import shutil
-import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from servers import ServerProcess, free_port
 
 
 class Broker:
     def __init__(self, tansu, workdir):
-        self.port = free_port()
-        self.bootstrap = "127.0.0.1:%d" % self.port
-        self.log = open(workdir / "tansu.log", "w")
+        port = free_port()
+        self.bootstrap = "127.0.0.1:%d" % port
         env = dict(os.environ, RUST_LOG=os.environ.get("TANSU_LOG", "warn"))
-        self.proc = subprocess.Popen(
-            [tansu, "broker", "--listener-url", "tcp://127.0.0.1:%d" % self.port,
-             "--advertised-listener-url", "tcp://127.0.0.1:%d" % self.port,
-             "--storage-engine", "sqlite://tansu.db"],  # tansu resolves the path against its working directory
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("tansu exited: see %s" % (workdir / "tansu.log"))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("tansu did not listen within 60 s")
+        # tansu resolves the sqlite path against its working directory
+        self.server = ServerProcess(
+            "tansu", [tansu, "broker", "--listener-url", "tcp://127.0.0.1:%d" % port,
+                      "--advertised-listener-url", "tcp://127.0.0.1:%d" % port, "--storage-engine", "sqlite://tansu.db"],
+            port, workdir / "tansu.log", env=env, cwd=workdir)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
+        self.server.stop()
 
     def create_topic(self, name, partitions=3):
         from confluent_kafka.admin import AdminClient, NewTopic

@@ -127,7 +127,7 @@ def test_missing_topic_is_a_clear_error_in_validate_and_run(tmp, broker):
 
 
 def test_unreachable_brokers_are_retried_with_backoff_and_sigterm_stops_cleanly(tmp):
-    from kafka_fixtures import free_port
+    from servers import free_port
     cfg = kafka_config(tmp, "127.0.0.1:%d" % free_port(), "mssql.dbo.SALES")
     proc = subprocess.Popen([BIN, "--config", str(cfg), "run"], stderr=subprocess.PIPE, text=True)
     time.sleep(10)

@@ -201,7 +201,7 @@ def test_a_new_column_updates_the_glue_table_and_old_rows_read_as_null(tmp, moto
 def test_a_glue_outage_never_undoes_the_data_and_the_next_run_catches_up(tmp, moto):
     import subprocess
     from conftest import BIN
-    from kafka_fixtures import free_port
+    from servers import free_port
     bucket = moto.new_bucket()
     glue = moto.client("glue")
     database = "outage_%s" % bucket.split("-")[1]
