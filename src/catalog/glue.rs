@@ -101,7 +101,11 @@ impl GlueCatalog {
             .build())
     }
 
-    fn table_input(&self, reg: &TableRegistration<'_>) -> Result<TableInput, CatalogError> {
+    fn table_input(
+        &self,
+        reg: &TableRegistration<'_>,
+        mut parameters: HashMap<String, String>,
+    ) -> Result<TableInput, CatalogError> {
         let mut partition_keys = Vec::new();
         for p in reg.partition_fields {
             let ty = reg
@@ -116,7 +120,7 @@ impl GlueCatalog {
                     .map_err(|e| self.table_error(reg.table, "building partition keys", e))?,
             );
         }
-        let mut parameters: HashMap<String, String> = HashMap::from([
+        parameters.extend(HashMap::<String, String>::from([
             ("EXTERNAL".into(), "TRUE".into()),
             ("spark.sql.sources.provider".into(), "hudi".into()),
             ("last_commit_time_sync".into(), reg.instant.to_string()),
@@ -125,7 +129,7 @@ impl GlueCatalog {
                 "spark.sql.sources.schema.part.0".into(),
                 spark_schema_json(reg.schema, reg.partition_fields),
             ),
-        ]);
+        ]));
         if !reg.partition_fields.is_empty() {
             parameters.insert(
                 "spark.sql.sources.schema.numPartCols".into(),
@@ -147,8 +151,7 @@ impl GlueCatalog {
 
     /// Creates the table, or updates it (columns, `last_commit_time_sync`), then adds new partitions.
     pub async fn sync(&self, reg: &TableRegistration<'_>) -> Result<(), CatalogError> {
-        let input = self.table_input(reg)?;
-        let exists = match self
+        let existing = match self
             .client
             .get_table()
             .database_name(&self.database)
@@ -156,12 +159,12 @@ impl GlueCatalog {
             .send()
             .await
         {
-            Ok(_) => true,
+            Ok(out) => Some(out.table.and_then(|t| t.parameters).unwrap_or_default()),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_entity_not_found_exception()) =>
             {
-                false
+                None
             }
             Err(e) => {
                 return Err(self.table_error(
@@ -171,10 +174,15 @@ impl GlueCatalog {
                 ))
             }
         };
-        if exists {
+        // Like Hudi's sync: keep parameters others set on the table (Lake Formation, Athena, users) and
+        // overwrite only ours.
+        let input = self.table_input(reg, existing.clone().unwrap_or_default())?;
+        if existing.is_some() {
             self.client
                 .update_table()
                 .database_name(&self.database)
+                // One Glue table version per commit would exhaust Glue's version quota.
+                .skip_archive(true)
                 .table_input(input)
                 .send()
                 .await

@@ -74,7 +74,13 @@ impl Lake {
     pub fn table_location(&self, table: &str) -> String {
         match &self.local_root {
             Some(root) => root.join(table).display().to_string(),
-            None => format!("{}/{table}", self.uri.trim_end_matches('/')),
+            // Athena and Glue take s3:// only (Hudi's sync rewrites s3a:// the same way).
+            None => format!(
+                "{}/{table}",
+                self.uri
+                    .trim_end_matches('/')
+                    .replacen("s3a://", "s3://", 1)
+            ),
         }
     }
 }
@@ -144,12 +150,22 @@ impl CredentialProvider for ChainCredentials {
                 return Ok(cred.clone());
             }
         }
-        let c = self.provider.provide_credentials().await.map_err(|e| {
-            object_store::Error::Generic {
-                store: "S3",
-                source: Box::new(e),
+        let c = match self.provider.provide_credentials().await {
+            Ok(c) => c,
+            Err(e) => {
+                // A refresh that fails while the cached credential is still valid keeps using it.
+                if let Some((cred, expiry)) = cached.as_ref() {
+                    if expiry.is_none_or(|e| e > std::time::SystemTime::now()) {
+                        tracing::warn!(error = %e, "refreshing AWS credentials failed; using the cached ones until they expire");
+                        return Ok(cred.clone());
+                    }
+                }
+                return Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: Box::new(e),
+                });
             }
-        })?;
+        };
         let cred = Arc::new(AwsCredential {
             key_id: c.access_key_id().to_string(),
             secret_key: c.secret_access_key().to_string(),

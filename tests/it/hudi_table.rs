@@ -335,6 +335,42 @@ async fn an_abandoned_claim_of_a_dead_writer_is_taken_over() {
     assert_eq!(rows(&mut restarted).await.len(), 2);
 }
 
+#[tokio::test]
+async fn a_write_decided_commit_is_rolled_forward_not_deleted() {
+    let (dir, store, mut t) = table().await;
+    t.upsert(
+        &schema(),
+        vec![upsert(1, "a", 1, "p1")],
+        LAYOUT,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    // A writer decided to commit instant 29990101000000000 (fate marker with its commit JSON) and died
+    // before publishing the .commit.
+    let hoodie = dir.path().join("t/.hoodie");
+    std::fs::write(hoodie.join("29990101000000000.commit.requested"), b"").unwrap();
+    std::fs::write(hoodie.join("29990101000000000.inflight"), b"{}").unwrap();
+    let commit = r#"{"partitionToWriteStats":{},"compacted":false,"extraMetadata":{"k":"v"},"operationType":"UPSERT"}"#;
+    let fate = serde_json::json!({"fate": "commit", "owner": "dead", "commit": commit}).to_string();
+    std::fs::create_dir_all(hoodie.join(".lakefold")).unwrap();
+    std::fs::write(hoodie.join(".lakefold/fate-29990101000000000"), fate).unwrap();
+    let mut restarted = HudiTable::open(store, Path::from("t"), "t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        restarted.rollback_pending().await.unwrap().is_empty(),
+        "a decided commit was rolled back"
+    );
+    assert_eq!(
+        std::fs::read_to_string(hoodie.join("29990101000000000.commit")).unwrap(),
+        commit
+    );
+    assert!(restarted.timeline().pending_writes().is_empty());
+    assert_eq!(rows(&mut restarted).await.len(), 1);
+}
+
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -2,7 +2,7 @@
 across runs and kill -9, Avro through a Schema Registry, dead letters with topic/partition/offset."""
 import decimal
 import json
-import random
+import os
 import signal
 import subprocess
 import time
@@ -78,27 +78,54 @@ def test_three_partitions_with_renames_across_partitions_fold_by_lsn_then_more_e
     assert sorted(p.name for p in (tmp / "lake" / "sales" / ".hoodie").glob("*.commit")) == before
 
 
-def test_kill_9_while_committing_then_once_gives_exactly_the_fold(tmp, broker):
+def kill_after(cfg, marker, log_path, timeout=60):
+    """Runs the daemon and kill -9s it as soon as its log shows `marker` (the next table's commit is then
+    in flight). Returns True if the marker was seen."""
+    import select
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([BIN, "--config", str(cfg), "run"], stderr=subprocess.PIPE, text=True)
+        seen = False
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+            if not ready:
+                continue
+            line = proc.stderr.readline()
+            log.write(line)
+            if marker in line:
+                seen = True
+                break
+        proc.send_signal(signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=20)
+        log.write(rest or "")
+    return seen
+
+
+def test_crashes_while_committing_then_once_gives_exactly_the_fold(tmp, broker):
     topic = new_topic(broker)
-    events = gen.generate(2500, seed=43)
+    events = gen.generate(4000, seed=43)
     broker.produce(topic, as_messages(events))
-    cfg = kafka_config(tmp, broker.bootstrap, topic, commit='[commit]\ninterval = "100ms"\nmax_events = 40\n')
-    rng = random.Random(5)
-    rollbacks, kills = 0, 0
-    for attempt in range(15):
-        log = tmp / ("daemon-%d.log" % attempt)
+    cfg = kafka_config(tmp, broker.bootstrap, topic, commit='[commit]\ninterval = "100ms"\nmax_events = 200\n')
+    logs = []
+    # Exact crash points inside a commit (the process aborts there, like kill -9): after the data files,
+    # and after the commit was decided but before `.commit` was published; in the first and the last table.
+    for n, point in enumerate(["agents:after-data", "sales:after-fate", "units:after-fate", "sales:after-data"]):
+        log = tmp / ("crash-%d.log" % n)
+        env = dict(os.environ, LAKEFOLD_FAILPOINT=point)
         with open(log, "w") as err:
-            proc = subprocess.Popen([BIN, "--config", str(cfg), "run"], stderr=err)
-            time.sleep(rng.uniform(0.8, 2.5))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=20)
-            kills += 1
-        rollbacks += log.read_text().count("rolled back an incomplete write")
-        if rollbacks >= 2 and kills >= 4:
-            break
+            proc = subprocess.run([BIN, "--config", str(cfg), "run"], env=env, stderr=err, timeout=120)
+        assert proc.returncode != 0 and ("failpoint %s reached" % point) in log.read_text()
+        logs.append(log)
+    # Real kill -9s of the daemon, right after it logs a table's commit.
+    for n, table in enumerate(["agents", "statuses", "sales"]):
+        log = tmp / ("kill-%d.log" % n)
+        assert kill_after(cfg, "committed table=%s " % table, log)
+        logs.append(log)
     proc = lakefold("--config", cfg, "run", "--once", timeout=300)
-    rollbacks += proc.stderr.count("rolled back an incomplete write")
-    assert rollbacks >= 1, "no kill landed inside a commit in %d kills" % kills
+    texts = [l.read_text() for l in logs] + [proc.stderr]
+    rolled_back = sum(t.count("rolled back an incomplete write") for t in texts)
+    rolled_forward = sum(t.count("completed a write its writer had decided to commit") for t in texts)
+    assert rolled_back >= 2 and rolled_forward >= 2, (rolled_back, rolled_forward)
     assert_tables_match(tmp / "lake", gen.expected_tables(events))
 
 

@@ -93,12 +93,18 @@ struct PartitionState {
 /// A Kafka source positioned at a checkpoint.
 pub struct KafkaSource {
     options: KafkaOptions,
+    /// When a record last arrived (`--once` gives up after `ONCE_STALL` without one).
+    last_progress: Instant,
     consumer: Arc<Kafka>,
     partitions: BTreeMap<(String, i32), PartitionState>,
     registry: Option<SchemaRegistry>,
     /// When the daemon last looked for partitions added to its topics.
     last_refresh: Instant,
 }
+
+/// `--once` stops with an error when no record arrives for this long before the high watermarks are reached
+/// (brokers gone, a topic deleted): a cron job must end.
+const ONCE_STALL: Duration = Duration::from_secs(300);
 
 /// How often a running daemon looks for partitions added to its topics.
 const PARTITION_REFRESH: Duration = Duration::from_secs(60);
@@ -178,6 +184,7 @@ impl KafkaSource {
             partitions,
             registry,
             last_refresh: Instant::now(),
+            last_progress: Instant::now(),
         })
     }
 
@@ -242,6 +249,23 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// Moves each partition's next offset up to the consumer's position (never down).
+    fn advance_to_positions(&mut self) {
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        for elem in positions.elements() {
+            if let Offset::Offset(pos) = elem.offset() {
+                if let Some(state) = self
+                    .partitions
+                    .get_mut(&(elem.topic().to_string(), elem.partition()))
+                {
+                    state.next = state.next.max(pos);
+                }
+            }
+        }
+    }
+
     fn all_done(&self) -> bool {
         self.options.once && self.partitions.values().all(|s| s.next >= s.end)
     }
@@ -267,10 +291,25 @@ impl KafkaSource {
             };
             let message = match tokio::time::timeout(wait, self.consumer.recv()).await {
                 Err(_) => {
-                    caught_up = !self.options.once;
+                    if self.options.once {
+                        self.advance_to_positions();
+                        if !self.all_done() && self.last_progress.elapsed() >= ONCE_STALL {
+                            return Err(SourceError::Kafka {
+                                brokers: self.options.brokers.clone(),
+                                context: "--once".into(),
+                                message: format!("no record for {} s before reaching the high watermarks of the start", ONCE_STALL.as_secs()),
+                            });
+                        }
+                    }
+                    caught_up = !self.options.once || self.all_done();
                     break;
                 }
-                Ok(Err(KafkaError::PartitionEOF(_))) => continue,
+                Ok(Err(KafkaError::PartitionEOF(_))) => {
+                    // The end of a partition: the consumer's position may be past offsets that are never
+                    // delivered (transaction markers, aborted records), so take it as read up to there.
+                    self.advance_to_positions();
+                    continue;
+                }
                 Ok(Err(e)) => {
                     // librdkafka reconnects by itself; report, back off, and let the caller poll again.
                     tracing::warn!(source = %self.options.name, error = %e, "kafka consumer error; retrying");
@@ -279,6 +318,7 @@ impl KafkaSource {
                 }
                 Ok(Ok(m)) => m,
             };
+            self.last_progress = Instant::now();
             let topic = message.topic().to_string();
             let (partition, offset) = (message.partition(), message.offset());
             let payload = message.payload().map(Bytes::copy_from_slice);

@@ -13,10 +13,11 @@ pub struct BaseFileName {
 }
 
 impl BaseFileName {
-    pub fn new(file_id: &str, task: usize, instant: &Instant) -> BaseFileName {
+    /// A name with write token `<task>-<stage>-0` (Spark: task partition, stage, attempt).
+    pub fn new(file_id: &str, task: usize, stage: u32, instant: &Instant) -> BaseFileName {
         BaseFileName {
             file_id: file_id.to_string(),
-            write_token: format!("{task}-0-0"),
+            write_token: format!("{task}-{stage}-0"),
             instant: instant.clone(),
         }
     }
@@ -69,7 +70,7 @@ mod tests {
         let id = BaseFileName::new_file_id();
         assert!(id.ends_with("-0") && id.len() == 38);
         let instant = Instant::parse("20240418173551906").unwrap();
-        let name = BaseFileName::new(&id, 3, &instant).name();
-        assert_eq!(BaseFileName::parse(&name).unwrap().write_token, "3-0-0");
+        let name = BaseFileName::new(&id, 3, 77, &instant).name();
+        assert_eq!(BaseFileName::parse(&name).unwrap().write_token, "3-77-0");
     }
 }

@@ -3,12 +3,14 @@
 
 pub(crate) mod avro_schema;
 mod claim;
+mod commit;
 mod commit_metadata;
 mod error;
 mod file_name;
 mod instant;
 mod parquet_io;
 mod properties;
+mod rollback;
 mod table;
 mod timeline;
 mod view;

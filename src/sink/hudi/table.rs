@@ -1,17 +1,15 @@
 //! A Hudi table: create/open, roll back abandoned writes, commit upserts with the source checkpoint in
 //! `extraMetadata`, read the latest snapshot and the history.
 
-use super::avro_schema::{avro_schema, parse_avro_schema};
-use super::claim::{claims_dir, release, try_claim, Claim, ClaimResult, STALE_AFTER};
-use super::commit_metadata::{CommitMetadata, WriteStat, SCHEMA_KEY};
+use super::avro_schema::parse_avro_schema;
+use super::commit_metadata::{CommitMetadata, SCHEMA_KEY};
 use super::error::HudiError;
-use super::file_name::BaseFileName;
 use super::instant::{Action, Instant, TimelineFile};
-use super::parquet_io::{codec, put_object, read_object, read_parquet};
+use super::parquet_io::{read_object, read_parquet};
 use super::properties::{TableKey, TableProperties};
 use super::timeline::Timeline;
-use super::view::{FileView, KeyEntry, PARTITION_METADATA};
-use super::write::{file_schema, plan, write_group, CommitContext, Sizing, StagedRow};
+use super::view::FileView;
+use super::write::{plan, Sizing, StagedRow};
 use crate::config::Compression;
 use crate::schema::TableSchema;
 use arrow::array::RecordBatch;
@@ -20,9 +18,6 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Claims kept after a commit (older ones are pruned).
-const KEEP_CLAIMS: usize = 20;
 
 /// How a table's files are written (from the route).
 #[derive(Debug, Clone, Copy)]
@@ -49,22 +44,22 @@ pub struct CommitSummary {
 
 /// An open Hudi table.
 pub struct HudiTable {
-    name: String,
-    store: Arc<dyn ObjectStore>,
-    base: Path,
-    properties: TableProperties,
-    timeline: Timeline,
-    view: Option<FileView>,
+    pub(super) name: String,
+    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) base: Path,
+    pub(super) properties: TableProperties,
+    pub(super) timeline: Timeline,
+    pub(super) view: Option<FileView>,
     /// This writer's id in claims (see `claim.rs`).
-    owner: String,
+    pub(super) owner: String,
 }
 
 impl HudiTable {
-    fn hoodie(base: &Path) -> Path {
+    pub(super) fn hoodie(base: &Path) -> Path {
         base.clone().join(".hoodie")
     }
 
-    fn storage(&self, path: &Path) -> impl Fn(object_store::Error) -> HudiError + '_ {
+    pub(super) fn storage(&self, path: &Path) -> impl Fn(object_store::Error) -> HudiError + '_ {
         let path = path.to_string();
         move |source| HudiError::Storage {
             table: self.name.clone(),
@@ -189,7 +184,7 @@ impl HudiTable {
         &self.timeline
     }
 
-    async fn reload_timeline(&mut self) -> Result<(), HudiError> {
+    pub(super) async fn reload_timeline(&mut self) -> Result<(), HudiError> {
         let hoodie = Self::hoodie(&self.base);
         let listing = self
             .store
@@ -203,168 +198,6 @@ impl HudiTable {
                 .filter_map(|o| o.location.filename().and_then(TimelineFile::parse)),
         );
         Ok(())
-    }
-
-    /// Deletes the files and instant files of writes that never completed (Hudi's rollback, without the
-    /// rollback instant: readers only need the files gone). Returns the instants rolled back.
-    pub async fn rollback_pending(&mut self) -> Result<Vec<Instant>, HudiError> {
-        let pending: Vec<(Instant, Vec<String>)> = self
-            .timeline
-            .pending_writes()
-            .into_iter()
-            .map(|(i, files)| {
-                (
-                    i.clone(),
-                    files.iter().map(|f| f.file_name.clone()).collect(),
-                )
-            })
-            .collect();
-        if pending.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Claim the next slot first: a pending instant may belong to a live writer that is about to
-        // complete it; then the claim fails (or the instant completes) and nothing of it is deleted.
-        let after = self.newest_completed();
-        let first = pending
-            .first()
-            .map(|(i, _)| i.to_string())
-            .unwrap_or_default();
-        match self.claim_slot(after.as_ref(), &first, "rollback").await {
-            Ok(()) => {}
-            Err(HudiError::Conflict { .. }) => {
-                self.reload_timeline().await?;
-                if self.timeline.pending_writes().is_empty() {
-                    return Ok(Vec::new());
-                }
-                return Err(HudiError::Conflict {
-                    table: self.name.clone(),
-                    instant: first,
-                });
-            }
-            Err(e) => return Err(e),
-        }
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&self.base))
-            .try_collect()
-            .await
-            .map_err(self.storage(&self.base))?;
-        for (instant, timeline_files) in &pending {
-            for meta in &objects {
-                let written_by_it = meta
-                    .location
-                    .filename()
-                    .and_then(BaseFileName::parse)
-                    .is_some_and(|f| &f.instant == instant);
-                if written_by_it {
-                    self.delete(&meta.location).await?;
-                }
-            }
-            // Inflight before requested: a crash mid-rollback leaves the instant pending, so it is redone.
-            let mut names = timeline_files.clone();
-            names.sort_by_key(|n| if n.ends_with(".requested") { 1 } else { 0 });
-            for name in names {
-                self.delete(&Self::hoodie(&self.base).clone().join(name.as_str()))
-                    .await?;
-            }
-            tracing::warn!(table = %self.name, %instant, "rolled back an incomplete write (its files were deleted)");
-        }
-        self.view = None;
-        self.reload_timeline().await?;
-        Ok(pending.into_iter().map(|(i, _)| i).collect())
-    }
-
-    fn newest_completed(&self) -> Option<Instant> {
-        self.timeline
-            .completed_writes()
-            .last()
-            .map(|(i, _)| (*i).clone())
-    }
-
-    /// Claims the slot after `after` (the newest completed instant this write planned on), waiting out a
-    /// claim of a writer that may still be completing; `Conflict` when another writer has completed an
-    /// instant after `after` (or holds the slot past the wait).
-    async fn claim_slot(
-        &mut self,
-        after: Option<&Instant>,
-        instant: &str,
-        purpose: &str,
-    ) -> Result<(), HudiError> {
-        let me = Claim {
-            owner: self.owner.clone(),
-            instant: instant.to_string(),
-            purpose: purpose.to_string(),
-        };
-        let deadline = std::time::Instant::now() + STALE_AFTER + std::time::Duration::from_secs(5);
-        loop {
-            let result = try_claim(&self.store, &self.name, &self.base, after, &me).await?;
-            // Whatever the claim says, a completed instant after ours means our plan is stale.
-            self.reload_timeline().await?;
-            if self.newest_completed().as_ref() != after {
-                return Err(HudiError::Conflict {
-                    table: self.name.clone(),
-                    instant: instant.to_string(),
-                });
-            }
-            match result {
-                ClaimResult::Claimed => return Ok(()),
-                ClaimResult::Held { by, stale } if stale => {
-                    tracing::warn!(table = %self.name, owner = %by.owner, instant = %by.instant, purpose = %by.purpose, "taking over an abandoned claim");
-                    release(&self.store, &self.name, &self.base, after).await?;
-                }
-                ClaimResult::Held { by, .. } => {
-                    if std::time::Instant::now() >= deadline {
-                        tracing::error!(table = %self.name, owner = %by.owner, instant = %by.instant, "another writer holds the table");
-                        return Err(HudiError::Conflict {
-                            table: self.name.clone(),
-                            instant: instant.to_string(),
-                        });
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-            }
-        }
-    }
-
-    /// Deletes the files and instant files of `instant` (this writer's own write that lost a conflict).
-    async fn abandon(&mut self, instant: &Instant, written: &[Path]) -> Result<(), HudiError> {
-        for p in written {
-            self.delete(p).await?;
-        }
-        let hoodie = Self::hoodie(&self.base);
-        let [requested, inflight, _] = TimelineFile::commit_names(instant);
-        self.delete(&hoodie.clone().join(inflight.as_str())).await?;
-        self.delete(&hoodie.join(requested.as_str())).await?;
-        self.view = None;
-        self.reload_timeline().await
-    }
-
-    /// Keeps the last claims, removing older ones (a writer whose plan is that old is refused anyway: the
-    /// timeline check in `claim_slot` sees the newer commits).
-    async fn prune_claims(&self) {
-        let dir = claims_dir(&self.base);
-        let Ok(listing) = self.store.list_with_delimiter(Some(&dir)).await else {
-            return;
-        };
-        let mut names: Vec<Path> = listing.objects.into_iter().map(|o| o.location).collect();
-        if names.len() <= KEEP_CLAIMS {
-            return;
-        }
-        names.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
-        for p in &names[..names.len() - KEEP_CLAIMS] {
-            let _ = self.store.delete(p).await;
-        }
-    }
-
-    async fn delete(&self, path: &Path) -> Result<(), HudiError> {
-        match self.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(HudiError::Storage {
-                table: self.name.clone(),
-                path: path.to_string(),
-                source,
-            }),
-        }
     }
 
     /// The metadata of a completed instant.
@@ -413,89 +246,6 @@ impl HudiTable {
             }
         }
         Ok(None)
-    }
-
-    /// Writes a commit without data that only records `extra` (the source checkpoint), so a table whose
-    /// route saw nothing to write still moves its checkpoint forward. Carries the last known schema.
-    pub async fn commit_checkpoint(
-        &mut self,
-        mut extra: BTreeMap<String, String>,
-    ) -> Result<Instant, HudiError> {
-        if let Some(schema) = self.schema().await? {
-            extra.insert(
-                SCHEMA_KEY.to_string(),
-                avro_schema(&self.name, &schema, false),
-            );
-        }
-        let after = self.newest_completed();
-        let instant = Instant::next(self.timeline.last_instant());
-        let hoodie = Self::hoodie(&self.base);
-        let [requested, inflight, completed] = TimelineFile::commit_names(&instant);
-        let meta = CommitMetadata::upsert(extra);
-        let json = self.commit_json(&meta, &instant)?;
-        put_object(
-            &self.store,
-            &self.name,
-            &hoodie.clone().join(requested.as_str()),
-            Vec::new(),
-        )
-        .await?;
-        put_object(
-            &self.store,
-            &self.name,
-            &hoodie.clone().join(inflight.as_str()),
-            b"{}".to_vec(),
-        )
-        .await?;
-        if let Err(e) = self
-            .claim_slot(after.as_ref(), instant.as_str(), "commit")
-            .await
-        {
-            self.abandon(&instant, &[]).await?;
-            return Err(e);
-        }
-        self.publish(&hoodie.clone().join(completed.as_str()), json, &instant)
-            .await?;
-        self.reload_timeline().await?;
-        self.prune_claims().await;
-        Ok(instant)
-    }
-
-    fn commit_json(&self, meta: &CommitMetadata, instant: &Instant) -> Result<Vec<u8>, HudiError> {
-        meta.to_json().map_err(|source| HudiError::CommitJson {
-            table: self.name.clone(),
-            instant: instant.to_string(),
-            source,
-        })
-    }
-
-    /// Publishes a completed instant with a create-only put: two writers can never both complete it.
-    async fn publish(
-        &self,
-        path: &Path,
-        json: Vec<u8>,
-        instant: &Instant,
-    ) -> Result<(), HudiError> {
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(path, PutPayload::from(json), opts)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(HudiError::Conflict {
-                table: self.name.clone(),
-                instant: instant.to_string(),
-            }),
-            Err(source) => Err(HudiError::Storage {
-                table: self.name.clone(),
-                path: path.to_string(),
-                source,
-            }),
-        }
     }
 
     async fn view(&mut self, with_keys: bool) -> Result<&FileView, HudiError> {
@@ -589,192 +339,6 @@ impl HudiTable {
                 self.view = None;
                 Err(e)
             }
-        }
-    }
-
-    async fn write_commit(
-        &mut self,
-        schema: &TableSchema,
-        rows: &[StagedRow],
-        layout: TableLayout,
-        mut extra: BTreeMap<String, String>,
-        view: &FileView,
-        work: BTreeMap<(String, String), super::write::GroupWork>,
-    ) -> Result<(CommitSummary, FileView), HudiError> {
-        let after = self.newest_completed();
-        let instant = Instant::next(self.timeline.last_instant());
-        let hoodie = Self::hoodie(&self.base);
-        let [requested, inflight, completed] = TimelineFile::commit_names(&instant);
-        put_object(
-            &self.store,
-            &self.name,
-            &hoodie.clone().join(requested.as_str()),
-            Vec::new(),
-        )
-        .await?;
-        extra.insert(
-            SCHEMA_KEY.to_string(),
-            avro_schema(&self.name, schema, false),
-        );
-
-        let mut planned = CommitMetadata::upsert(BTreeMap::new());
-        for (id, w) in &work {
-            planned
-                .partition_to_write_stats
-                .entry(id.0.clone())
-                .or_default()
-                .push(WriteStat {
-                    file_id: id.1.clone(),
-                    prev_commit: w
-                        .existing
-                        .as_ref()
-                        .map(|f| f.name.instant.to_string())
-                        .unwrap_or_else(|| "null".into()),
-                    partition_path: None,
-                    ..WriteStat::default()
-                });
-        }
-        let planned_json = self.commit_json(&planned, &instant)?;
-        put_object(
-            &self.store,
-            &self.name,
-            &hoodie.clone().join(inflight.as_str()),
-            planned_json,
-        )
-        .await?;
-
-        let mut new_view = view.clone();
-        for partition in work
-            .keys()
-            .map(|id| id.0.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            if !new_view.partitions.contains(&partition) {
-                self.write_partition_metadata(&partition, &instant).await?;
-                new_view.partitions.insert(partition);
-            }
-        }
-
-        let ctx = CommitContext {
-            store: &self.store,
-            table: &self.name,
-            base: &self.base,
-            instant: &instant,
-            schema,
-            file_schema: file_schema(schema),
-            compression: codec(layout.compression),
-            rows,
-        };
-        let mut summary = CommitSummary {
-            instant: Some(instant.clone()),
-            partitions: work
-                .keys()
-                .map(|id| id.0.clone())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            ..CommitSummary::default()
-        };
-        let mut meta = CommitMetadata {
-            extra_metadata: extra,
-            ..planned
-        };
-        meta.partition_to_write_stats.clear();
-        let mut written: Vec<Path> = Vec::new();
-        for (task, (id, w)) in work.iter().enumerate() {
-            let result = write_group(&ctx, task, id, w).await?;
-            written.push(result.file.path.clone());
-            summary.inserts += result.stat.num_inserts;
-            summary.updates += result.stat.num_update_writes;
-            summary.deletes += result.stat.num_deletes;
-            summary.stale += result.stale;
-            summary.files += 1;
-            for k in result.removed_keys {
-                if new_view.keys.get(&k).is_some_and(|e| *e.group == *id) {
-                    new_view.keys.remove(&k);
-                }
-            }
-            let shared = Arc::new(id.clone());
-            for (k, position) in result.written_keys {
-                new_view.keys.insert(
-                    k,
-                    KeyEntry {
-                        group: shared.clone(),
-                        position: position.into(),
-                    },
-                );
-            }
-            meta.partition_to_write_stats
-                .entry(id.0.clone())
-                .or_default()
-                .push(result.stat);
-            new_view.groups.insert(
-                id.clone(),
-                super::view::FileGroup {
-                    partition: id.0.clone(),
-                    file_id: id.1.clone(),
-                    latest: result.file,
-                    rows: result.rows,
-                },
-            );
-        }
-
-        let json = self.commit_json(&meta, &instant)?;
-        if let Err(e) = self
-            .claim_slot(after.as_ref(), instant.as_str(), "commit")
-            .await
-        {
-            self.abandon(&instant, &written).await?;
-            return Err(e);
-        }
-        self.publish(&hoodie.clone().join(completed.as_str()), json, &instant)
-            .await?;
-        self.reload_timeline().await?;
-        self.prune_claims().await;
-        Ok((summary, new_view))
-    }
-
-    async fn write_partition_metadata(
-        &self,
-        partition: &str,
-        instant: &Instant,
-    ) -> Result<(), HudiError> {
-        let depth = if partition.is_empty() {
-            0
-        } else {
-            partition.split('/').count()
-        };
-        let text = format!(
-            "#partition metadata\n#{}\ncommitTime={instant}\npartitionDepth={depth}\n",
-            chrono::Utc::now().format("%a %b %d %H:%M:%S UTC %Y")
-        );
-        let path = if partition.is_empty() {
-            self.base.clone().join(PARTITION_METADATA)
-        } else {
-            Path::parse(format!(
-                "{}/{}/{}",
-                self.base, partition, PARTITION_METADATA
-            ))
-            .map_err(|e| HudiError::Data {
-                table: self.name.clone(),
-                message: format!("bad partition path `{partition}`: {e}"),
-            })?
-        };
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(&path, PutPayload::from(text.into_bytes()), opts)
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(source) => Err(HudiError::Storage {
-                table: self.name.clone(),
-                path: path.to_string(),
-                source,
-            }),
         }
     }
 

@@ -178,6 +178,8 @@ pub(super) struct CommitContext<'a> {
     pub table: &'a str,
     pub base: &'a Path,
     pub instant: &'a Instant,
+    /// The random middle of this commit's write tokens.
+    pub stage: u32,
     pub schema: &'a TableSchema,
     pub file_schema: SchemaRef,
     pub compression: parquet::basic::Compression,
@@ -206,7 +208,7 @@ pub(super) async fn write_group(
             source,
         }
     };
-    let file_name = BaseFileName::new(&id.1, task, ctx.instant);
+    let file_name = BaseFileName::new(&id.1, task, ctx.stage, ctx.instant);
     let name = file_name.name();
     let rel_path = if id.0.is_empty() {
         name.clone()

@@ -1,0 +1,452 @@
+//! Writing an instant: choose it (create-only `.commit.requested`), write `.inflight` and the data files,
+//! claim the slot after the state the write planned on, decide its fate, publish `.commit`.
+
+use super::avro_schema::avro_schema;
+use super::claim::{
+    claims_dir, decide, forget, release, store_now, try_claim, Claim, ClaimResult, Fate,
+    STALE_AFTER,
+};
+use super::commit_metadata::{CommitMetadata, WriteStat, SCHEMA_KEY};
+use super::error::HudiError;
+use super::instant::{Instant, TimelineFile};
+use super::parquet_io::{codec, put_object};
+use super::table::{CommitSummary, HudiTable, TableLayout};
+use super::view::{FileGroup, FileView, GroupId, KeyEntry, PARTITION_METADATA};
+use super::write::{file_schema, write_group, CommitContext, GroupWork, StagedRow};
+use crate::schema::TableSchema;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Claims kept after a commit (older ones are pruned).
+const KEEP_CLAIMS: usize = 20;
+
+/// An instant being written.
+pub(super) struct Pending {
+    /// The newest completed instant the write planned on.
+    after: Option<Instant>,
+    pub instant: Instant,
+}
+
+impl HudiTable {
+    pub(super) fn newest_completed(&self) -> Option<Instant> {
+        self.timeline
+            .completed_writes()
+            .last()
+            .map(|(i, _)| (*i).clone())
+    }
+
+    /// Picks an instant after everything on the timeline and reserves it with a create-only
+    /// `.commit.requested` (two writers never share an instant).
+    pub(super) async fn begin(&mut self) -> Result<Pending, HudiError> {
+        let after = self.newest_completed();
+        let mut instant = Instant::next(self.timeline.last_instant());
+        let opts = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        for _ in 0..50 {
+            let [requested, _, _] = TimelineFile::commit_names(&instant);
+            let path = Self::hoodie(&self.base).join(requested.as_str());
+            match self
+                .store
+                .put_opts(&path, PutPayload::from_static(b""), opts())
+                .await
+            {
+                Ok(_) => return Ok(Pending { after, instant }),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    instant = Instant::next(Some(&instant))
+                }
+                Err(source) => {
+                    return Err(HudiError::Storage {
+                        table: self.name.clone(),
+                        path: path.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+        Err(HudiError::Data {
+            table: self.name.clone(),
+            message: "no free instant after 50 tries".into(),
+        })
+    }
+
+    pub(super) fn commit_json(
+        &self,
+        meta: &CommitMetadata,
+        instant: &Instant,
+    ) -> Result<Vec<u8>, HudiError> {
+        meta.to_json().map_err(|source| HudiError::CommitJson {
+            table: self.name.clone(),
+            instant: instant.to_string(),
+            source,
+        })
+    }
+
+    /// Claims the slot, decides `commit`, publishes `.commit`. On a conflict, deletes what it wrote.
+    async fn complete(
+        &mut self,
+        pending: &Pending,
+        meta: &CommitMetadata,
+        written: &[Path],
+    ) -> Result<(), HudiError> {
+        let json = self.commit_json(meta, &pending.instant)?;
+        failpoint(&self.name, "after-data");
+        if let Err(e) = self
+            .claim_slot(pending.after.as_ref(), &pending.instant)
+            .await
+        {
+            self.abandon(&pending.instant, written).await?;
+            return Err(e);
+        }
+        let fate = Fate::Commit {
+            owner: self.owner.clone(),
+            commit: String::from_utf8_lossy(&json).into_owned(),
+        };
+        match decide(&self.store, &self.name, &self.base, &pending.instant, &fate).await? {
+            Fate::Commit { owner, .. } if owner == self.owner => {}
+            _ => {
+                // A rollback got there first (another writer took our write for abandoned).
+                self.abandon(&pending.instant, written).await?;
+                return Err(HudiError::Conflict {
+                    table: self.name.clone(),
+                    instant: pending.instant.to_string(),
+                });
+            }
+        }
+        failpoint(&self.name, "after-fate");
+        self.publish(&pending.instant, json).await?;
+        forget(&self.store, &self.base, &pending.instant).await;
+        self.reload_timeline().await?;
+        self.prune_claims().await;
+        Ok(())
+    }
+
+    /// Publishes `.commit` with a create-only PUT. Already there means another writer rolled our decided
+    /// commit forward: the same content, so done.
+    pub(super) async fn publish(&self, instant: &Instant, json: Vec<u8>) -> Result<(), HudiError> {
+        let [_, _, completed] = TimelineFile::commit_names(instant);
+        let path = Self::hoodie(&self.base).join(completed.as_str());
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(json), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(source) => Err(HudiError::Storage {
+                table: self.name.clone(),
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Claims the slot after `after`, waiting out a claim that may still be completing; `Conflict` when a
+    /// write completed after `after` (another writer's), or the slot stays held past the wait.
+    async fn claim_slot(
+        &mut self,
+        after: Option<&Instant>,
+        instant: &Instant,
+    ) -> Result<(), HudiError> {
+        let me = Claim {
+            owner: self.owner.clone(),
+            instant: instant.to_string(),
+        };
+        let deadline = std::time::Instant::now() + STALE_AFTER + std::time::Duration::from_secs(10);
+        loop {
+            let result = try_claim(&self.store, &self.name, &self.base, after, &me).await?;
+            // Whatever the claim says, a completed instant after ours means our plan is stale.
+            self.reload_timeline().await?;
+            if self.newest_completed().as_ref() != after {
+                return Err(HudiError::Conflict {
+                    table: self.name.clone(),
+                    instant: instant.to_string(),
+                });
+            }
+            match result {
+                ClaimResult::Claimed => return Ok(()),
+                ClaimResult::Held { by, since } => {
+                    let now = store_now(&self.store, &self.name, &self.base, &self.owner).await?;
+                    let held_for = now
+                        .signed_duration_since(since)
+                        .to_std()
+                        .unwrap_or_default();
+                    if held_for >= STALE_AFTER {
+                        tracing::warn!(table = %self.name, owner = %by.owner, instant = %by.instant, "taking over an abandoned claim");
+                        release(&self.store, &self.name, &self.base, after).await?;
+                        continue;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        tracing::error!(table = %self.name, owner = %by.owner, instant = %by.instant, "another writer holds the table");
+                        return Err(HudiError::Conflict {
+                            table: self.name.clone(),
+                            instant: instant.to_string(),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Deletes the files and instant files of this writer's own `instant` after it lost a conflict.
+    async fn abandon(&mut self, instant: &Instant, written: &[Path]) -> Result<(), HudiError> {
+        for p in written {
+            self.delete(p).await?;
+        }
+        let hoodie = Self::hoodie(&self.base);
+        let [requested, inflight, _] = TimelineFile::commit_names(instant);
+        self.delete(&hoodie.clone().join(inflight.as_str())).await?;
+        self.delete(&hoodie.join(requested.as_str())).await?;
+        self.view = None;
+        self.reload_timeline().await
+    }
+
+    /// Keeps the last claims (a writer whose plan is older is refused anyway: `claim_slot` re-reads the
+    /// timeline and sees the newer commits).
+    async fn prune_claims(&self) {
+        let dir = claims_dir(&self.base);
+        let Ok(listing) = self.store.list_with_delimiter(Some(&dir)).await else {
+            return;
+        };
+        let mut claims: Vec<Path> = listing
+            .objects
+            .into_iter()
+            .map(|o| o.location)
+            .filter(|p| p.filename().is_some_and(|n| n.starts_with("next-after-")))
+            .collect();
+        if claims.len() <= KEEP_CLAIMS {
+            return;
+        }
+        claims.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        for p in &claims[..claims.len() - KEEP_CLAIMS] {
+            let _ = self.store.delete(p).await;
+        }
+    }
+
+    /// Writes a commit without data that only records `extra` (the source checkpoint), so a table whose
+    /// route saw nothing to write still moves its checkpoint forward. Carries the last known schema.
+    pub async fn commit_checkpoint(
+        &mut self,
+        mut extra: BTreeMap<String, String>,
+    ) -> Result<Instant, HudiError> {
+        if let Some(schema) = self.schema().await? {
+            extra.insert(
+                SCHEMA_KEY.to_string(),
+                avro_schema(&self.name, &schema, false),
+            );
+        }
+        let pending = self.begin().await?;
+        let [_, inflight, _] = TimelineFile::commit_names(&pending.instant);
+        put_object(
+            &self.store,
+            &self.name,
+            &Self::hoodie(&self.base).join(inflight.as_str()),
+            b"{}".to_vec(),
+        )
+        .await?;
+        self.complete(&pending, &CommitMetadata::upsert(extra), &[])
+            .await?;
+        Ok(pending.instant)
+    }
+
+    /// Writes every touched file group as a new slice and commits them as one instant.
+    pub(super) async fn write_commit(
+        &mut self,
+        schema: &TableSchema,
+        rows: &[StagedRow],
+        layout: TableLayout,
+        mut extra: BTreeMap<String, String>,
+        view: &FileView,
+        work: BTreeMap<GroupId, GroupWork>,
+    ) -> Result<(CommitSummary, FileView), HudiError> {
+        let pending = self.begin().await?;
+        let instant = pending.instant.clone();
+        extra.insert(
+            SCHEMA_KEY.to_string(),
+            avro_schema(&self.name, schema, false),
+        );
+
+        let mut planned = CommitMetadata::upsert(BTreeMap::new());
+        for (id, w) in &work {
+            planned
+                .partition_to_write_stats
+                .entry(id.0.clone())
+                .or_default()
+                .push(WriteStat {
+                    file_id: id.1.clone(),
+                    prev_commit: w
+                        .existing
+                        .as_ref()
+                        .map(|f| f.name.instant.to_string())
+                        .unwrap_or_else(|| "null".into()),
+                    partition_path: None,
+                    ..WriteStat::default()
+                });
+        }
+        let planned_json = self.commit_json(&planned, &instant)?;
+        let [_, inflight, _] = TimelineFile::commit_names(&instant);
+        put_object(
+            &self.store,
+            &self.name,
+            &Self::hoodie(&self.base).join(inflight.as_str()),
+            planned_json,
+        )
+        .await?;
+
+        let mut new_view = view.clone();
+        for partition in work.keys().map(|id| id.0.clone()).collect::<BTreeSet<_>>() {
+            if !new_view.partitions.contains(&partition) {
+                self.write_partition_metadata(&partition, &instant).await?;
+                new_view.partitions.insert(partition);
+            }
+        }
+
+        let ctx = CommitContext {
+            store: &self.store,
+            table: &self.name,
+            base: &self.base,
+            instant: &instant,
+            stage: rand_stage(),
+            schema,
+            file_schema: file_schema(schema),
+            compression: codec(layout.compression),
+            rows,
+        };
+        let mut summary = CommitSummary {
+            instant: Some(instant.clone()),
+            partitions: work
+                .keys()
+                .map(|id| id.0.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            ..CommitSummary::default()
+        };
+        let mut meta = CommitMetadata {
+            extra_metadata: extra,
+            ..planned
+        };
+        meta.partition_to_write_stats.clear();
+        let mut written: Vec<Path> = Vec::new();
+        for (task, (id, w)) in work.iter().enumerate() {
+            let result = match write_group(&ctx, task, id, w).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.abandon(&instant, &written).await?;
+                    return Err(e);
+                }
+            };
+            written.push(result.file.path.clone());
+            summary.inserts += result.stat.num_inserts;
+            summary.updates += result.stat.num_update_writes;
+            summary.deletes += result.stat.num_deletes;
+            summary.stale += result.stale;
+            summary.files += 1;
+            for k in result.removed_keys {
+                if new_view.keys.get(&k).is_some_and(|e| *e.group == *id) {
+                    new_view.keys.remove(&k);
+                }
+            }
+            let shared = Arc::new(id.clone());
+            for (k, position) in result.written_keys {
+                new_view.keys.insert(
+                    k,
+                    KeyEntry {
+                        group: shared.clone(),
+                        position: position.into(),
+                    },
+                );
+            }
+            meta.partition_to_write_stats
+                .entry(id.0.clone())
+                .or_default()
+                .push(result.stat);
+            new_view.groups.insert(
+                id.clone(),
+                FileGroup {
+                    partition: id.0.clone(),
+                    file_id: id.1.clone(),
+                    latest: result.file,
+                    rows: result.rows,
+                },
+            );
+        }
+        self.complete(&pending, &meta, &written).await?;
+        Ok((summary, new_view))
+    }
+
+    async fn write_partition_metadata(
+        &self,
+        partition: &str,
+        instant: &Instant,
+    ) -> Result<(), HudiError> {
+        let depth = if partition.is_empty() {
+            0
+        } else {
+            partition.split('/').count()
+        };
+        let text = format!(
+            "#partition metadata\n#{}\ncommitTime={instant}\npartitionDepth={depth}\n",
+            chrono::Utc::now().format("%a %b %d %H:%M:%S UTC %Y")
+        );
+        let path = if partition.is_empty() {
+            self.base.clone().join(PARTITION_METADATA)
+        } else {
+            Path::parse(format!(
+                "{}/{}/{}",
+                self.base, partition, PARTITION_METADATA
+            ))
+            .map_err(|e| HudiError::Data {
+                table: self.name.clone(),
+                message: format!("bad partition path `{partition}`: {e}"),
+            })?
+        };
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(text.into_bytes()), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(source) => Err(HudiError::Storage {
+                table: self.name.clone(),
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Crash tests: `LAKEFOLD_FAILPOINT=<table>:<point>` makes the process abort at that point of that table's
+/// next commit (`after-data`: files and `.inflight` written, nothing decided; `after-fate`: commit decided,
+/// `.commit` not yet published), like a `kill -9` there. Unset in production.
+fn failpoint(table: &str, point: &str) {
+    static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let target = TARGET.get_or_init(|| std::env::var("LAKEFOLD_FAILPOINT").ok());
+    if target.as_deref() == Some(format!("{table}:{point}").as_str()) {
+        eprintln!("lakefold: failpoint {table}:{point} reached, aborting");
+        std::process::abort();
+    }
+}
+
+/// The middle part of the write token (`<task>-<stage>-<attempt>`): random per commit, so two writers
+/// never produce the same file name even in one file group.
+fn rand_stage() -> u32 {
+    let id = uuid::Uuid::new_v4();
+    u32::from_le_bytes([
+        id.as_bytes()[0],
+        id.as_bytes()[1],
+        id.as_bytes()[2],
+        id.as_bytes()[3],
+    ]) % 1_000_000
+}
