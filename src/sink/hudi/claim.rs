@@ -80,7 +80,8 @@ fn storage(table: &str, path: &Path) -> impl Fn(object_store::Error) -> HudiErro
     }
 }
 
-async fn create(
+/// A create-only PUT: `Ok(false)` when the object already exists.
+pub async fn create(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     body: Vec<u8>,

@@ -3,7 +3,7 @@
 
 use super::avro_schema::avro_schema;
 use super::claim::{
-    claims_dir, decide, forget, release, store_now, try_claim, Claim, ClaimResult, Fate,
+    claims_dir, create, decide, forget, release, store_now, try_claim, Claim, ClaimResult, Fate,
     STALE_AFTER,
 };
 use super::commit_metadata::{CommitMetadata, WriteStat, SCHEMA_KEY};
@@ -129,22 +129,14 @@ impl HudiTable {
     pub(super) async fn publish(&self, instant: &Instant, json: Vec<u8>) -> Result<(), HudiError> {
         let [_, _, completed] = TimelineFile::commit_names(instant);
         let path = Self::hoodie(&self.base).join(completed.as_str());
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(&path, PutPayload::from(json), opts)
+        create(&self.store, &path, json)
             .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(source) => Err(HudiError::Storage {
+            .map(|_| ())
+            .map_err(|source| HudiError::Storage {
                 table: self.name.clone(),
                 path: path.to_string(),
                 source,
-            }),
-        }
+            })
     }
 
     /// Claims the slot after `after`, waiting out a claim that may still be completing; `Conflict` when a
@@ -408,22 +400,14 @@ impl HudiTable {
                 message: format!("bad partition path `{partition}`: {e}"),
             })?
         };
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(&path, PutPayload::from(text.into_bytes()), opts)
+        create(&self.store, &path, text.into_bytes())
             .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(source) => Err(HudiError::Storage {
+            .map(|_| ())
+            .map_err(|source| HudiError::Storage {
                 table: self.name.clone(),
                 path: path.to_string(),
                 source,
-            }),
-        }
+            })
     }
 }
 
