@@ -9,6 +9,7 @@ use super::tables::{open_route_table, read_checkpoints};
 use crate::catalog::{Catalog, GlueCatalog, TableRegistration};
 use crate::config::{CatalogKind, Config, RouteConfig};
 use crate::fold::{project, undecided_columns, Fold, Projected, RouteSpec};
+use crate::schema::TableSchema;
 use crate::sink::hudi::{CommitSummary, HudiTable, StagedRow, TableLayout, CHECKPOINT_KEY};
 use lakefold_api::{BatchLimits, Checkpoint, Decoded, SourceRecord};
 use std::collections::{BTreeMap, HashMap};
@@ -71,6 +72,8 @@ struct RouteState {
     idle_rounds: u32,
     /// The catalog has not seen the latest commit yet (its sync failed): retried at the next round.
     sync_pending: Option<(String, Vec<String>)>,
+    /// The table's current data schema (read at open, then the one of each data commit), for the catalog.
+    schema: Option<TableSchema>,
 }
 
 /// After this many commit rounds without data, a table still commits its checkpoint (an empty commit),
@@ -277,13 +280,8 @@ async fn sync_catalog(catalog: &Catalog, lake: &Lake, routes: &mut [RouteState])
         let Some((instant, partitions)) = route.sync_pending.clone() else {
             continue;
         };
-        let schema = match route.table.schema().await {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!(table = %route.spec.table, error = %e, "cannot read the table schema for the catalog");
-                continue;
-            }
+        let Some(schema) = route.schema.clone() else {
+            continue;
         };
         let partition_fields = route.spec.partition_names();
         let reg = TableRegistration {
@@ -321,8 +319,9 @@ async fn open_route(lake: &Lake, route: &RouteConfig) -> Result<RouteState, Pipe
         &spec.partition_names(),
     )
     .await?;
-    if let Some(existing) = table.schema().await? {
-        spec = RouteSpec::new(route, Some(&existing));
+    let existing_schema = table.schema().await?;
+    if let Some(existing) = &existing_schema {
+        spec = RouteSpec::new(route, Some(existing));
     }
     let checkpoint = read_checkpoints(&table).await?.remove(&route.source);
     Ok(RouteState {
@@ -337,6 +336,7 @@ async fn open_route(lake: &Lake, route: &RouteConfig) -> Result<RouteState, Pipe
         fold: Fold::default(),
         idle_rounds: 0,
         sync_pending: None,
+        schema: existing_schema,
     })
 }
 
@@ -518,6 +518,7 @@ async fn commit_all(
             partitions.sort();
             partitions.dedup();
             route.sync_pending = Some((instant.to_string(), partitions));
+            route.schema = Some(schema.clone());
             tracing::info!(table = %route.spec.table, %instant, inserts = result.inserts, updates = result.updates, deletes = result.deletes, files = result.files, checkpoint = %cp.describe(), "committed");
             route.checkpoint = Some((*cp).clone());
         }

@@ -124,12 +124,9 @@ impl HudiTable {
         Ok(())
     }
 
-    /// Publishes `.commit` with a create-only PUT. Already there means another writer rolled our decided
-    /// commit forward: the same content, so done.
-    pub(super) async fn publish(&self, instant: &Instant, json: Vec<u8>) -> Result<(), HudiError> {
-        let [_, _, completed] = TimelineFile::commit_names(instant);
-        let path = Self::hoodie(&self.base).join(completed.as_str());
-        create(&self.store, &path, json)
+    /// A create-only PUT that leaves an existing object as it is.
+    async fn put_once(&self, path: &Path, bytes: Vec<u8>) -> Result<(), HudiError> {
+        create(&self.store, path, bytes)
             .await
             .map(|_| ())
             .map_err(|source| HudiError::Storage {
@@ -137,6 +134,14 @@ impl HudiTable {
                 path: path.to_string(),
                 source,
             })
+    }
+
+    /// Publishes `.commit` with a create-only PUT. Already there means another writer rolled our decided
+    /// commit forward: the same content, so done.
+    pub(super) async fn publish(&self, instant: &Instant, json: Vec<u8>) -> Result<(), HudiError> {
+        let [_, _, completed] = TimelineFile::commit_names(instant);
+        let path = Self::hoodie(&self.base).join(completed.as_str());
+        self.put_once(&path, json).await
     }
 
     /// Claims the slot after `after`, waiting out a claim that may still be completing; `Conflict` when a
@@ -400,14 +405,7 @@ impl HudiTable {
                 message: format!("bad partition path `{partition}`: {e}"),
             })?
         };
-        create(&self.store, &path, text.into_bytes())
-            .await
-            .map(|_| ())
-            .map_err(|source| HudiError::Storage {
-                table: self.name.clone(),
-                path: path.to_string(),
-                source,
-            })
+        self.put_once(&path, text.into_bytes()).await
     }
 }
 
