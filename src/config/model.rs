@@ -291,6 +291,23 @@ pub struct RouteConfig {
     /// `"100MiB"`.
     #[serde(default = "default_small_file_limit")]
     pub small_file_limit: ByteSize,
+    /// Cleaner retention (Hudi `hoodie.cleaner.commits.retained`, policy KEEP_LATEST_COMMITS): every file
+    /// slice that the snapshot of one of the last N completed commits needs is kept; older slices are
+    /// deleted after each commit. Default 10. Queries and incremental reads older than N commits fail.
+    #[serde(default = "default_clean_retain_commits")]
+    pub clean_retain_commits: u32,
+    /// A replaced file slice is kept at least this long after the commit that replaced it, whatever
+    /// `clean_retain_commits` says (for queries that outlast N commit intervals). Default `"0s"`, as Hudi.
+    #[serde(default = "default_clean_min_age")]
+    pub clean_min_age: DurationText,
+}
+
+fn default_clean_retain_commits() -> u32 {
+    10
+}
+
+fn default_clean_min_age() -> DurationText {
+    DurationText(Duration::ZERO)
 }
 
 fn default_max_file_size() -> ByteSize {

@@ -311,6 +311,12 @@ pub(super) fn validate(config: &Config, sites: &Sites) -> Vec<ConfigError> {
         if route.small_file_limit.0 > route.max_file_size.0 {
             err("small_file_limit", "must not exceed max_file_size".into());
         }
+        if route.clean_retain_commits == 0 {
+            err(
+                "clean_retain_commits",
+                "must be at least 1 (the latest commit is always kept)".into(),
+            );
+        }
     }
     errors
 }

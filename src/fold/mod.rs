@@ -7,7 +7,7 @@ mod route;
 pub use project::{project, undecided_columns, Projected};
 pub use route::{RouteSpec, HIVE_DEFAULT_PARTITION};
 
-use crate::sink::hudi::{RowChange, StagedRow};
+use crate::sink::{RowChange, StagedRow};
 use lakefold_api::Position;
 use std::collections::HashMap;
 

@@ -4,7 +4,7 @@ use super::route::{RouteSpec, HIVE_DEFAULT_PARTITION};
 use super::FoldEntry;
 use crate::config::OnDelete;
 use crate::schema::coerce;
-use crate::sink::hudi::RowChange;
+use crate::sink::RowChange;
 use lakefold_api::{ChangeEvent, Position, Value};
 
 /// What a route makes of an event.
@@ -60,12 +60,20 @@ pub fn project(
         }
         key_parts.push((route.projection[k].0.as_str(), v.to_string()));
     }
-    let record_key = if key_parts.len() == 1 {
+    let record_key = if !route.complex_keys {
         key_parts.remove(0).1
     } else {
+        // As Hudi's KeyGenUtils encodes them: `col:value`, an empty value as `__empty__`.
         key_parts
             .iter()
-            .map(|(name, v)| format!("{name}:{v}"))
+            .map(|(name, v)| {
+                let v = if v.is_empty() {
+                    "__empty__"
+                } else {
+                    v.as_str()
+                };
+                format!("{name}:{v}")
+            })
             .collect::<Vec<_>>()
             .join(",")
     };
@@ -74,10 +82,10 @@ pub fn project(
         .iter()
         .map(|&p| {
             let v = &values[p];
-            let text = if v.is_null() {
-                HIVE_DEFAULT_PARTITION.to_string()
-            } else {
-                v.to_string()
+            // As Hudi's KeyGenUtils: a null or empty value is the default partition.
+            let text = match v.to_string() {
+                t if v.is_null() || t.is_empty() => HIVE_DEFAULT_PARTITION.to_string(),
+                t => t,
             };
             format!("{}={}", route.projection[p].0, text)
         })
@@ -135,6 +143,8 @@ mod tests {
             compression: Compression::Snappy,
             max_file_size: ByteSize(1 << 27),
             small_file_limit: ByteSize(1 << 26),
+            clean_retain_commits: 10,
+            clean_min_age: crate::config::DurationText(std::time::Duration::ZERO),
         };
         RouteSpec::new(&cfg, None)
     }
@@ -203,6 +213,29 @@ mod tests {
             panic!()
         };
         assert_eq!(entry.partition_path, "p=__HIVE_DEFAULT_PARTITION__");
+    }
+
+    #[test]
+    fn one_key_with_two_partition_fields_reads_as_a_complex_key() {
+        let mut r = route(OnDelete::Ignore, &["a"], &["a", "p", "q"], &["p", "q"]);
+        let e = event(
+            Op::Create,
+            &[
+                ("a", Value::Int(7)),
+                ("p", Value::Int(3)),
+                ("q", Value::String("".into())),
+            ],
+        );
+        let Projected::Entry(entry) = project(&mut r, &e, &at(1)).unwrap() else {
+            panic!("expected an entry");
+        };
+        assert_eq!(entry.record_key, "a:7");
+        assert_eq!(entry.partition_path, "p=3/q=__HIVE_DEFAULT_PARTITION__");
+        let mut simple = route(OnDelete::Ignore, &["a"], &["a", "p"], &["p"]);
+        let Projected::Entry(entry) = project(&mut simple, &e, &at(2)).unwrap() else {
+            panic!("expected an entry");
+        };
+        assert_eq!(entry.record_key, "7");
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct RouteSpec {
     /// Declared type of each output column (override or table schema); `None` = decided by the first value.
     pub types: Vec<Option<LogicalType>>,
     pub on_delete: OnDelete,
+    /// Record keys read `col:value,...` (Hudi ComplexKeyGenerator: several key columns, or several
+    /// partition columns) rather than the bare value.
+    pub complex_keys: bool,
 }
 
 impl RouteSpec {
@@ -42,6 +45,10 @@ impl RouteSpec {
             })
             .collect();
         RouteSpec {
+            complex_keys: crate::sink::hudi::uses_complex_keys(
+                route.key.len(),
+                route.partition_by.len(),
+            ),
             table: route.table.clone(),
             source: route.source.clone(),
             from: TableId::parse(&route.from),

@@ -3,7 +3,7 @@
 //! the same rows instead of adding copies.
 
 use crate::schema::{Column, TableSchema, POSITION_COLUMN};
-use crate::sink::hudi::{RowChange, StagedRow};
+use crate::sink::{RowChange, StagedRow};
 use base64::Engine;
 use bytes::Bytes;
 use lakefold_api::{LogicalType, Position, StreamPosition, TimeUnit, Value};

@@ -1,6 +1,7 @@
 //! Errors of the pipeline layer.
 
 use crate::sink::hudi::HudiError;
+use crate::sink::SinkError;
 use lakefold_api::SourceError;
 
 /// Why a run stopped.
@@ -8,6 +9,8 @@ use lakefold_api::SourceError;
 pub enum PipelineError {
     #[error(transparent)]
     Sink(#[from] HudiError),
+    #[error(transparent)]
+    Table(#[from] SinkError),
     #[error("source `{name}`: {error}")]
     Source { name: String, error: SourceError },
     #[error("lake {uri}: {message}")]

@@ -85,6 +85,16 @@ impl Lake {
     }
 }
 
+impl Lake {
+    /// The URI of `table` as Hudi records paths (`file:/abs/path`, `s3://bucket/prefix/table`).
+    pub fn table_uri(&self, table: &str) -> String {
+        match &self.local_root {
+            Some(root) => format!("file:{}", root.join(table).display()),
+            None => self.table_location(table),
+        }
+    }
+}
+
 /// S3 with the standard AWS credential chain (environment, shared config/credentials profiles, web identity,
 /// ECS task role, instance metadata — the same chain the Glue client uses), `AWS_*` settings such as
 /// `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP`, and the `[lake]` overrides on top.

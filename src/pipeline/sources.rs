@@ -1,50 +1,15 @@
-//! The sources a run reads, behind one closed enum.
+//! Opening the sources a run reads: each configured kind becomes a `Box<dyn Source>` here, the one
+//! place that knows the kinds.
 
 use super::error::PipelineError;
 use crate::config::{Config, KafkaFormat as ConfigKafkaFormat, KafkaSourceConfig, SourceConfig};
-use lakefold_api::{BatchLimits, ChangeBatch, Checkpoint, SourceError};
+use lakefold_api::{Checkpoint, Source};
 use lakefold_debezium::{FileSource, KafkaFormat, KafkaOptions, KafkaSource};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// An open source.
-pub enum SourceReader {
-    File(FileSource),
-    Kafka(Box<KafkaSource>),
-}
-
-impl SourceReader {
-    pub async fn poll(&mut self, limits: BatchLimits) -> Result<ChangeBatch, SourceError> {
-        match self {
-            SourceReader::File(f) => f.poll(limits).await,
-            SourceReader::Kafka(k) => k.poll(limits).await,
-        }
-    }
-
-    /// Called before the tables are committed: stop fetching.
-    pub fn before_commit(&self) {
-        if let SourceReader::Kafka(k) = self {
-            k.pause();
-        }
-    }
-
-    /// Called after the tables are committed up to `checkpoint`.
-    pub fn after_commit(&self, checkpoint: Option<&Checkpoint>) {
-        if let SourceReader::Kafka(k) = self {
-            if let Some(Checkpoint::DebeziumKafka(cp)) = checkpoint {
-                k.commit_group_offsets(cp, false);
-            }
-            k.resume();
-        }
-    }
-
-    /// Called once when the run ends, after the last table commits.
-    pub async fn finish(self, checkpoint: Option<Checkpoint>) {
-        if let (SourceReader::Kafka(k), Some(Checkpoint::DebeziumKafka(cp))) = (self, checkpoint) {
-            let _ = tokio::task::spawn_blocking(move || k.commit_group_offsets(&cp, true)).await;
-        }
-    }
-}
+pub type SourceReader = Box<dyn Source>;
 
 /// Resolves a configured file path: relative to the working directory, else to the config file's folder.
 pub fn resolve_source_path(config: &Config, path: &str) -> PathBuf {
@@ -138,7 +103,7 @@ pub async fn open_source(
                 .await
                 .map_err(source_err)?;
             Ok((
-                SourceReader::File(reader),
+                Box::new(reader) as SourceReader,
                 file.path.clone(),
                 file.poll_interval.0,
             ))
@@ -157,7 +122,7 @@ pub async fn open_source(
                 .await
                 .map_err(source_err)?;
             Ok((
-                SourceReader::Kafka(Box::new(reader)),
+                Box::new(reader) as SourceReader,
                 k.brokers.clone(),
                 Duration::from_millis(0),
             ))

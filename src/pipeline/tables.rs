@@ -1,11 +1,10 @@
-//! Opening route tables and reading the checkpoints stored in their last commit.
+//! Opening route tables (the one place that knows the table format) and reading their checkpoints.
 
 use super::error::PipelineError;
 use super::lake::Lake;
 use crate::schema::POSITION_COLUMN;
-use crate::sink::hudi::{HudiError, HudiTable, CHECKPOINT_KEY};
-use lakefold_api::Checkpoint;
-use std::collections::BTreeMap;
+use crate::sink::hudi::{HudiError, HudiTable};
+use crate::sink::{SourceCheckpoints, TableSink};
 
 /// Opens `table`, creating it with these key and partition fields when it does not exist, and rolls back
 /// any write that never completed.
@@ -42,22 +41,12 @@ pub async fn open_route_table(
             Err(e) => return Err(e.into()),
         },
     };
+    t.set_location(&lake.table_uri(table));
     t.rollback_pending().await?;
     Ok(t)
 }
 
-/// The source checkpoints (by source name) of the table's last completed commit.
-pub async fn read_checkpoints(
-    table: &HudiTable,
-) -> Result<BTreeMap<String, Checkpoint>, PipelineError> {
-    let Some((_, meta)) = table.last_commit().await? else {
-        return Ok(BTreeMap::new());
-    };
-    match meta.extra_metadata.get(CHECKPOINT_KEY) {
-        None => Ok(BTreeMap::new()),
-        Some(text) => serde_json::from_str(text).map_err(|e| PipelineError::Checkpoint {
-            table: table.name().to_string(),
-            message: format!("{e}: {text}"),
-        }),
-    }
+/// The source checkpoints (by source name) of the newest commit that carries them.
+pub async fn read_checkpoints(table: &dyn TableSink) -> Result<SourceCheckpoints, PipelineError> {
+    Ok(table.checkpoints().await?)
 }

@@ -1,4 +1,5 @@
-"""lakefold's tables compared in structure with the Spark Hudi 0.14 golden tables in shared/hudi-golden:
+"""lakefold's tables compared in structure with the Spark Hudi 0.14 golden tables in tests/data/hudi-golden
+(vendored from shared/hudi-golden, Apache-2.0, with its LICENSE and NOTICE):
 hoodie.properties keys and checksum, timeline files, commit JSON shape, base file naming, meta columns,
 partition metadata and parquet footer keys."""
 import json
@@ -12,8 +13,7 @@ import pytest
 
 from conftest import REPO, gen, lakefold, write_config, write_events
 
-GOLDEN = next((p for p in [REPO.parent / "shared" / "hudi-golden", REPO / ".." / "shared" / "hudi-golden"] if p.exists()), None)
-pytestmark = pytest.mark.skipif(GOLDEN is None, reason="shared/hudi-golden is not beside the repository")
+GOLDEN = REPO / "tests" / "data" / "hudi-golden"
 
 NAME = re.compile(r"^(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-\d+)_(?P<token>\d+-\d+-\d+)_(?P<instant>\d{17})\.parquet$")
 

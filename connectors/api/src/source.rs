@@ -41,3 +41,28 @@ pub struct BatchLimits {
     pub max_records: usize,
     pub max_bytes: usize,
 }
+
+/// A source the pipeline reads: bounded polls, a hook around each table commit, and a last call when
+/// the run ends. A source owns its checkpoint's meaning: the checkpoints it puts in its batches are what
+/// the tables store, and [`Checkpoint::covers`] / [`Checkpoint::earliest`] say what one covers and how
+/// two merge (checkpoints are stored data, read back before any source is opened, so they stay a closed
+/// set of serialisable kinds in this crate).
+#[async_trait::async_trait]
+pub trait Source: Send {
+    /// Reads at most `limits` records; `caught_up` when nothing more is available right now.
+    async fn poll(&mut self, limits: BatchLimits) -> Result<ChangeBatch, crate::SourceError>;
+
+    /// The tables are about to be committed: stop fetching ahead (bounded memory).
+    fn before_commit(&mut self) {}
+
+    /// The tables are committed up to `checkpoint`: resume, acknowledge upstream if the source can.
+    fn after_commit(&mut self, _checkpoint: Option<&Checkpoint>) {}
+
+    /// The run ends after the last table commit at `checkpoint`.
+    async fn finish(self: Box<Self>, _checkpoint: Option<Checkpoint>) {}
+
+    /// Where a record is, for people (dead letters, logs): `sales.jsonl line 17`, `topic/2/1044`.
+    fn locate(&self, position: &Position) -> String {
+        position.to_string()
+    }
+}

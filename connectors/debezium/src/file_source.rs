@@ -174,6 +174,17 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
+#[async_trait::async_trait]
+impl lakefold_api::Source for FileSource {
+    async fn poll(&mut self, limits: BatchLimits) -> Result<ChangeBatch, SourceError> {
+        FileSource::poll(self, limits).await
+    }
+
+    fn locate(&self, position: &Position) -> String {
+        format!("{} {position}", self.configured)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@ use crate::envelope::{decode_json, Decoding};
 use crate::registry::{RegistryError, SchemaRegistry};
 use bytes::Bytes;
 use lakefold_api::{
-    BatchLimits, ChangeBatch, KafkaCheckpoint, Position, SourceError, SourceRecord, StreamPosition,
+    BatchLimits, ChangeBatch, Checkpoint, KafkaCheckpoint, Position, SourceError, SourceRecord,
+    StreamPosition,
 };
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -405,6 +406,30 @@ impl KafkaSource {
             if let Err(e) = self.consumer.commit(&tpl, mode) {
                 tracing::debug!(source = %self.options.name, error = %e, "advisory consumer-group commit failed");
             }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl lakefold_api::Source for KafkaSource {
+    async fn poll(&mut self, limits: BatchLimits) -> Result<ChangeBatch, SourceError> {
+        KafkaSource::poll(self, limits).await
+    }
+
+    fn before_commit(&mut self) {
+        self.pause();
+    }
+
+    fn after_commit(&mut self, checkpoint: Option<&Checkpoint>) {
+        if let Some(Checkpoint::DebeziumKafka(cp)) = checkpoint {
+            self.commit_group_offsets(cp, false);
+        }
+        self.resume();
+    }
+
+    async fn finish(self: Box<Self>, checkpoint: Option<Checkpoint>) {
+        if let Some(Checkpoint::DebeziumKafka(cp)) = checkpoint {
+            let _ = tokio::task::spawn_blocking(move || self.commit_group_offsets(&cp, true)).await;
         }
     }
 }

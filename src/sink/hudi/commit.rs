@@ -8,19 +8,24 @@ use super::claim::{
 };
 use super::commit_metadata::{CommitMetadata, WriteStat, SCHEMA_KEY};
 use super::error::HudiError;
-use super::instant::{Instant, TimelineFile};
+use super::instant::{Action, Instant, TimelineFile};
+use super::markers::IoType;
 use super::parquet_io::{codec, put_object};
-use super::table::{CommitSummary, HudiTable, TableLayout};
+use super::table::HudiTable;
 use super::view::{FileGroup, FileView, GroupId, KeyEntry, PARTITION_METADATA};
-use super::write::{file_schema, write_group, CommitContext, GroupWork, StagedRow};
+use super::write::{file_schema, relative_file_path, write_group, CommitContext, GroupWork};
 use crate::schema::TableSchema;
+use crate::sink::{CommitSummary, StagedRow, TableLayout};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Claims kept after a commit (older ones are pruned).
-const KEEP_CLAIMS: usize = 20;
+const KEEP_CLAIMS: usize = 2;
+/// A rollback fate is kept this long after its instant left the timeline: a writer of that instant that
+/// is still alive finds it and backs off instead of publishing files that were deleted.
+const ROLLBACK_FATE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// An instant being written.
 pub(super) struct Pending {
@@ -37,27 +42,22 @@ impl HudiTable {
             .map(|(i, _)| (*i).clone())
     }
 
-    /// Picks an instant after everything on the timeline and reserves it with a create-only
-    /// `.commit.requested` (two writers never share an instant).
-    pub(super) async fn begin(&mut self) -> Result<Pending, HudiError> {
+    /// Picks an instant after everything on the timeline and reserves it for `action` with a create-only
+    /// `<t>.<action>.requested` holding `requested` (two writers never share an instant). Commits, cleans
+    /// and any other action start here.
+    pub(super) async fn begin(
+        &mut self,
+        action: Action,
+        requested: Vec<u8>,
+    ) -> Result<Pending, HudiError> {
         let after = self.newest_completed();
         let mut instant = Instant::next(self.timeline.last_instant());
-        let opts = || PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
         for _ in 0..50 {
-            let [requested, _, _] = TimelineFile::commit_names(&instant);
-            let path = Self::hoodie(&self.base).join(requested.as_str());
-            match self
-                .store
-                .put_opts(&path, PutPayload::from_static(b""), opts())
-                .await
-            {
-                Ok(_) => return Ok(Pending { after, instant }),
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    instant = Instant::next(Some(&instant))
-                }
+            let [name, _, _] = TimelineFile::names(&instant, action);
+            let path = Self::hoodie(&self.base).join(name.as_str());
+            match create(&self.store, &path, requested.clone()).await {
+                Ok(true) => return Ok(Pending { after, instant }),
+                Ok(false) => instant = Instant::next(Some(&instant)),
                 Err(source) => {
                     return Err(HudiError::Storage {
                         table: self.name.clone(),
@@ -71,6 +71,23 @@ impl HudiTable {
             table: self.name.clone(),
             message: "no free instant after 50 tries".into(),
         })
+    }
+
+    /// Writes the inflight state of `instant` (`<t>.inflight` for a commit, `<t>.<action>.inflight` else).
+    pub(super) async fn start(
+        &self,
+        instant: &Instant,
+        action: Action,
+        body: Vec<u8>,
+    ) -> Result<(), HudiError> {
+        let [_, inflight, _] = TimelineFile::names(instant, action);
+        put_object(
+            &self.store,
+            &self.name,
+            &Self::hoodie(&self.base).join(inflight.as_str()),
+            body,
+        )
+        .await
     }
 
     pub(super) fn commit_json(
@@ -117,11 +134,10 @@ impl HudiTable {
             }
         }
         failpoint(&self.name, "after-fate");
-        self.publish(&pending.instant, json).await?;
+        self.publish(&pending.instant, Action::Commit, json).await?;
         forget(&self.store, &self.base, &pending.instant).await;
-        self.reload_timeline().await?;
-        self.prune_claims().await;
-        Ok(())
+        self.delete_markers(&pending.instant).await?;
+        self.reload_timeline().await
     }
 
     /// A create-only PUT that leaves an existing object as it is.
@@ -136,12 +152,17 @@ impl HudiTable {
             })
     }
 
-    /// Publishes `.commit` with a create-only PUT. Already there means another writer rolled our decided
-    /// commit forward: the same content, so done.
-    pub(super) async fn publish(&self, instant: &Instant, json: Vec<u8>) -> Result<(), HudiError> {
-        let [_, _, completed] = TimelineFile::commit_names(instant);
+    /// Publishes the completed state of `instant` with a create-only PUT. Already there means another
+    /// writer rolled our decided commit forward: the same content, so done.
+    pub(super) async fn publish(
+        &self,
+        instant: &Instant,
+        action: Action,
+        body: Vec<u8>,
+    ) -> Result<(), HudiError> {
+        let [_, _, completed] = TimelineFile::names(instant, action);
         let path = Self::hoodie(&self.base).join(completed.as_str());
-        self.put_once(&path, json).await
+        self.put_once(&path, body).await
     }
 
     /// Claims the slot after `after`, waiting out a claim that may still be completing; `Conflict` when a
@@ -201,30 +222,61 @@ impl HudiTable {
         let [requested, inflight, _] = TimelineFile::commit_names(instant);
         self.delete(&hoodie.clone().join(inflight.as_str())).await?;
         self.delete(&hoodie.join(requested.as_str())).await?;
+        self.delete_markers(instant).await?;
         self.view = None;
         self.reload_timeline().await
     }
 
-    /// Keeps the last claims (a writer whose plan is older is refused anyway: `claim_slot` re-reads the
-    /// timeline and sees the newer commits).
-    async fn prune_claims(&self) {
+    /// Removes lakefold's bookkeeping that no writer can need any more, so `.hoodie/.lakefold/` stays
+    /// bounded: slot claims but the newest [`KEEP_CLAIMS`] (a writer that planned on an older state is
+    /// refused anyway: `claim_slot` re-reads the timeline), fate markers of instants that completed or left
+    /// the timeline, rollback fates older than [`ROLLBACK_FATE_TTL`] (long after any writer of that instant
+    /// gave up), and clock probes of writers that died.
+    pub(super) async fn prune_leftovers(&self) -> Result<usize, HudiError> {
         let dir = claims_dir(&self.base);
-        let Ok(listing) = self.store.list_with_delimiter(Some(&dir)).await else {
-            return;
-        };
-        let mut claims: Vec<Path> = listing
-            .objects
-            .into_iter()
-            .map(|o| o.location)
-            .filter(|p| p.filename().is_some_and(|n| n.starts_with("next-after-")))
-            .collect();
-        if claims.len() <= KEEP_CLAIMS {
-            return;
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map_err(self.storage(&dir))?;
+        let mut claims = Vec::new();
+        let mut doomed = Vec::new();
+        let mut aged = Vec::new();
+        for o in listing.objects {
+            let Some(name) = o.location.filename().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with("next-after-") {
+                claims.push(o.location);
+            } else if let Some(instant) = name.strip_prefix("fate-").and_then(Instant::parse) {
+                if self.timeline.is_completed_write(&instant) {
+                    doomed.push(o.location);
+                } else if !self.timeline.instants().any(|(i, _)| *i == instant) {
+                    aged.push(o);
+                }
+            } else if name.starts_with("clock-") {
+                aged.push(o);
+            }
         }
         claims.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
-        for p in &claims[..claims.len() - KEEP_CLAIMS] {
-            let _ = self.store.delete(p).await;
+        let excess = claims.len().saturating_sub(KEEP_CLAIMS);
+        doomed.extend(claims.into_iter().take(excess));
+        if !aged.is_empty() {
+            let now = store_now(&self.store, &self.name, &self.base, &self.owner).await?;
+            for o in aged {
+                let age = now
+                    .signed_duration_since(o.last_modified)
+                    .to_std()
+                    .unwrap_or_default();
+                if age >= ROLLBACK_FATE_TTL {
+                    doomed.push(o.location);
+                }
+            }
         }
+        for p in &doomed {
+            self.delete(p).await?;
+        }
+        Ok(doomed.len())
     }
 
     /// Writes a commit without data that only records `extra` (the source checkpoint), so a table whose
@@ -239,15 +291,9 @@ impl HudiTable {
                 avro_schema(&self.name, &schema, false),
             );
         }
-        let pending = self.begin().await?;
-        let [_, inflight, _] = TimelineFile::commit_names(&pending.instant);
-        put_object(
-            &self.store,
-            &self.name,
-            &Self::hoodie(&self.base).join(inflight.as_str()),
-            b"{}".to_vec(),
-        )
-        .await?;
+        let pending = self.begin(Action::Commit, Vec::new()).await?;
+        self.start(&pending.instant, Action::Commit, b"{}".to_vec())
+            .await?;
         self.complete(&pending, &CommitMetadata::upsert(extra), &[])
             .await?;
         Ok(pending.instant)
@@ -263,12 +309,11 @@ impl HudiTable {
         view: &FileView,
         work: BTreeMap<GroupId, GroupWork>,
     ) -> Result<(CommitSummary, FileView), HudiError> {
-        let pending = self.begin().await?;
+        let data_schema = avro_schema(&self.name, schema, false);
+        self.ensure_create_schema(&data_schema).await?;
+        let pending = self.begin(Action::Commit, Vec::new()).await?;
         let instant = pending.instant.clone();
-        extra.insert(
-            SCHEMA_KEY.to_string(),
-            avro_schema(&self.name, schema, false),
-        );
+        extra.insert(SCHEMA_KEY.to_string(), data_schema);
 
         let mut planned = CommitMetadata::upsert(BTreeMap::new());
         for (id, w) in &work {
@@ -288,14 +333,21 @@ impl HudiTable {
                 });
         }
         let planned_json = self.commit_json(&planned, &instant)?;
-        let [_, inflight, _] = TimelineFile::commit_names(&instant);
-        put_object(
-            &self.store,
-            &self.name,
-            &Self::hoodie(&self.base).join(inflight.as_str()),
-            planned_json,
-        )
-        .await?;
+        self.start(&instant, Action::Commit, planned_json).await?;
+        let stage = rand_stage();
+        let markers: Vec<(String, IoType)> = work
+            .iter()
+            .enumerate()
+            .map(|(task, (id, w))| {
+                let io = if w.existing.is_some() {
+                    IoType::Merge
+                } else {
+                    IoType::Create
+                };
+                (relative_file_path(id, task, stage, &instant), io)
+            })
+            .collect();
+        self.write_markers(&instant, &markers).await?;
 
         let mut new_view = view.clone();
         for partition in work.keys().map(|id| id.0.clone()).collect::<BTreeSet<_>>() {
@@ -310,14 +362,14 @@ impl HudiTable {
             table: &self.name,
             base: &self.base,
             instant: &instant,
-            stage: rand_stage(),
+            stage,
             schema,
             file_schema: file_schema(schema),
             compression: codec(layout.compression),
             rows,
         };
         let mut summary = CommitSummary {
-            instant: Some(instant.clone()),
+            instant: Some(instant.to_string()),
             partitions: work
                 .keys()
                 .map(|id| id.0.clone())

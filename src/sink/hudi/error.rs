@@ -42,3 +42,21 @@ pub enum HudiError {
     #[error("table `{table}` does not exist at {path}")]
     NotFound { table: String, path: String },
 }
+
+impl HudiError {
+    /// Storage errors are worth retrying; everything else stops the writer.
+    pub fn class(&self) -> lakefold_api::ErrorClass {
+        match self {
+            HudiError::Storage { source, .. }
+                if !matches!(
+                    source,
+                    object_store::Error::NotFound { .. }
+                        | object_store::Error::AlreadyExists { .. }
+                ) =>
+            {
+                lakefold_api::ErrorClass::Transient
+            }
+            _ => lakefold_api::ErrorClass::Fatal,
+        }
+    }
+}

@@ -27,7 +27,8 @@ impl Instant {
         Instant(candidate.format(FORMAT).to_string())
     }
 
-    fn datetime(&self) -> Option<NaiveDateTime> {
+    /// The instant as a UTC time (lakefold writes UTC instants).
+    pub fn datetime(&self) -> Option<NaiveDateTime> {
         let padded = if self.0.len() == 14 {
             format!("{}000", self.0)
         } else {
@@ -109,10 +110,30 @@ impl TimelineFile {
 
     /// The timeline file names of a commit instant in each state.
     pub fn commit_names(instant: &Instant) -> [String; 3] {
+        Self::names(instant, Action::Commit)
+    }
+
+    /// The timeline file names of an instant of `action` in each state (requested, inflight, completed);
+    /// a commit's inflight file is `<t>.inflight` in timeline layout 1.
+    pub fn names(instant: &Instant, action: Action) -> [String; 3] {
+        let a = match action {
+            Action::Commit => {
+                return [
+                    format!("{instant}.commit.requested"),
+                    format!("{instant}.inflight"),
+                    format!("{instant}.commit"),
+                ]
+            }
+            Action::ReplaceCommit => "replacecommit",
+            Action::DeltaCommit => "deltacommit",
+            Action::Clean => "clean",
+            Action::Rollback => "rollback",
+            Action::Other => "unknown",
+        };
         [
-            format!("{instant}.commit.requested"),
-            format!("{instant}.inflight"),
-            format!("{instant}.commit"),
+            format!("{instant}.{a}.requested"),
+            format!("{instant}.{a}.inflight"),
+            format!("{instant}.{a}"),
         ]
     }
 }

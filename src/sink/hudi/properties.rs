@@ -23,12 +23,16 @@ pub enum TableKey {
     BaseFileFormat,
     PopulateMetaFields,
     TimelineTimezone,
+    /// The Avro schema of the data columns when the table got its first data (as Spark writes it).
+    CreateSchema,
+    /// Metadata-table partitions (set by JVM writers that keep a metadata table; lakefold refuses those).
+    MetadataPartitions,
     Checksum,
 }
 
 impl TableKey {
     /// Every key, in the order lakefold writes them (checksum last, as Hudi does).
-    pub const ALL: [TableKey; 17] = [
+    pub const ALL: [TableKey; 19] = [
         TableKey::Name,
         TableKey::Type,
         TableKey::Version,
@@ -45,6 +49,8 @@ impl TableKey {
         TableKey::BaseFileFormat,
         TableKey::PopulateMetaFields,
         TableKey::TimelineTimezone,
+        TableKey::CreateSchema,
+        TableKey::MetadataPartitions,
         TableKey::Checksum,
     ];
 
@@ -66,6 +72,8 @@ impl TableKey {
             TableKey::BaseFileFormat => "hoodie.table.base.file.format",
             TableKey::PopulateMetaFields => "hoodie.populate.meta.fields",
             TableKey::TimelineTimezone => "hoodie.table.timeline.timezone",
+            TableKey::CreateSchema => "hoodie.table.create.schema",
+            TableKey::MetadataPartitions => "hoodie.table.metadata.partitions",
             TableKey::Checksum => "hoodie.table.checksum",
         }
     }
@@ -87,13 +95,22 @@ impl TableKey {
     }
 }
 
-/// The key generator Hudi would use for a key/partition layout.
-pub fn key_generator_class(key_fields: usize, partitioned: bool) -> &'static str {
-    match (partitioned, key_fields) {
-        (false, _) => "org.apache.hudi.keygen.NonpartitionedKeyGenerator",
-        (true, 1) => "org.apache.hudi.keygen.SimpleKeyGenerator",
-        (true, _) => "org.apache.hudi.keygen.ComplexKeyGenerator",
+/// Hudi's `ComplexKeyGenerator` class name.
+pub const COMPLEX_KEY_GENERATOR: &str = "org.apache.hudi.keygen.ComplexKeyGenerator";
+
+/// The key generator Hudi would use for a key/partition layout: `SimpleKeyGenerator` takes one key field
+/// and one partition field, so several of either need `ComplexKeyGenerator`.
+pub fn key_generator_class(key_fields: usize, partition_fields: usize) -> &'static str {
+    match (partition_fields, key_fields) {
+        (0, _) => "org.apache.hudi.keygen.NonpartitionedKeyGenerator",
+        (1, 1) => "org.apache.hudi.keygen.SimpleKeyGenerator",
+        _ => COMPLEX_KEY_GENERATOR,
     }
+}
+
+/// True when record keys read `field:value,...` (ComplexKeyGenerator), even for one key field.
+pub fn uses_complex_keys(key_fields: usize, partition_fields: usize) -> bool {
+    key_generator_class(key_fields, partition_fields) == COMPLEX_KEY_GENERATOR
 }
 
 /// A parsed `hoodie.properties`: every key/value, known or not (unknown keys are kept on rewrite).
@@ -123,7 +140,7 @@ impl TableProperties {
         }
         p.set(
             TableKey::KeyGeneratorClass,
-            key_generator_class(key_fields.len(), !partition_fields.is_empty()),
+            key_generator_class(key_fields.len(), partition_fields.len()),
         );
         p.set(TableKey::HiveStylePartitioning, "true");
         p.set(TableKey::PartitionPathUrlEncode, "false");
@@ -356,16 +373,21 @@ mod tests {
     #[test]
     fn key_generators_follow_key_count_and_partitioning() {
         assert_eq!(
-            key_generator_class(1, false),
+            key_generator_class(1, 0),
             "org.apache.hudi.keygen.NonpartitionedKeyGenerator"
         );
         assert_eq!(
-            key_generator_class(1, true),
+            key_generator_class(1, 1),
             "org.apache.hudi.keygen.SimpleKeyGenerator"
         );
         assert_eq!(
-            key_generator_class(2, true),
+            key_generator_class(2, 1),
             "org.apache.hudi.keygen.ComplexKeyGenerator"
+        );
+        assert_eq!(
+            key_generator_class(1, 2),
+            "org.apache.hudi.keygen.ComplexKeyGenerator",
+            "SimpleKeyGenerator takes one partition field only"
         );
     }
 }

@@ -5,7 +5,7 @@
 use super::claim::{decide, forget, Fate};
 use super::error::HudiError;
 use super::file_name::BaseFileName;
-use super::instant::{Instant, TimelineFile};
+use super::instant::{Action, Instant, TimelineFile};
 use super::table::HudiTable;
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -37,8 +37,10 @@ impl HudiTable {
             match decide(&self.store, &self.name, &self.base, instant, &ours).await? {
                 Fate::Commit { commit, .. } => {
                     // Its writer decided to commit and stopped before publishing: finish it.
-                    self.publish(instant, commit.into_bytes()).await?;
+                    self.publish(instant, Action::Commit, commit.into_bytes())
+                        .await?;
                     forget(&self.store, &self.base, instant).await;
+                    self.delete_markers(instant).await?;
                     tracing::warn!(table = %self.name, %instant, "completed a write its writer had decided to commit");
                     continue;
                 }
@@ -80,6 +82,7 @@ impl HudiTable {
                 self.delete(&Self::hoodie(&self.base).join(name.as_str()))
                     .await?;
             }
+            self.delete_markers(instant).await?;
             tracing::warn!(table = %self.name, %instant, "rolled back an incomplete write (its files were deleted)");
             rolled_back.push(instant.clone());
         }

@@ -9,38 +9,15 @@ use super::parquet_io::{read_object, read_parquet};
 use super::properties::{TableKey, TableProperties};
 use super::timeline::Timeline;
 use super::view::FileView;
-use super::write::{plan, Sizing, StagedRow};
-use crate::config::Compression;
+use super::write::{plan, Sizing};
 use crate::schema::TableSchema;
+use crate::sink::{CommitSummary, StagedRow, TableLayout};
 use arrow::array::RecordBatch;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// How a table's files are written (from the route).
-#[derive(Debug, Clone, Copy)]
-pub struct TableLayout {
-    pub compression: Compression,
-    pub max_file_size: u64,
-    pub small_file_limit: u64,
-}
-
-/// What one upsert did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CommitSummary {
-    /// The completed instant; `None` when nothing changed and no commit was written.
-    pub instant: Option<Instant>,
-    pub inserts: u64,
-    pub updates: u64,
-    pub deletes: u64,
-    pub files: usize,
-    /// Incoming rows older than what the table held (ignored).
-    pub stale: u64,
-    /// Partition paths the commit wrote files in.
-    pub partitions: Vec<String>,
-}
 
 /// An open Hudi table.
 pub struct HudiTable {
@@ -52,6 +29,8 @@ pub struct HudiTable {
     pub(super) view: Option<FileView>,
     /// This writer's id in claims (see `claim.rs`).
     pub(super) owner: String,
+    /// The table's URI (`file:/…`, `s3://…`), for the full paths Hudi records in clean plans.
+    pub(super) location: String,
 }
 
 impl HudiTable {
@@ -107,6 +86,18 @@ impl HudiTable {
                 "only COPY_ON_WRITE tables are supported".into(),
             ));
         }
+        if let Some(partitions) = properties
+            .get(TableKey::MetadataPartitions)
+            .filter(|p| !p.trim().is_empty())
+        {
+            return Err(unsupported(format!(
+                "the table has a metadata table ({}={partitions}); lakefold does not maintain one, so \
+                 writing would leave it out of date for readers that list files through it. Disable it \
+                 with a JVM writer first (hoodie.metadata.enable=false, which removes .hoodie/metadata \
+                 and the property)",
+                TableKey::MetadataPartitions.key()
+            )));
+        }
         let mut table = HudiTable {
             name: name.to_string(),
             store,
@@ -115,7 +106,9 @@ impl HudiTable {
             timeline: Timeline::default(),
             view: None,
             owner: uuid::Uuid::new_v4().to_string(),
+            location: String::new(),
         };
+        table.location = table.base.to_string();
         table.reload_timeline().await?;
         Ok(Some(table))
     }
@@ -164,6 +157,7 @@ impl HudiTable {
         Ok(HudiTable {
             name: name.to_string(),
             store,
+            location: base.to_string(),
             base,
             properties,
             timeline: Timeline::default(),
@@ -176,6 +170,58 @@ impl HudiTable {
         &self.name
     }
 
+    /// Sets the table's URI (`file:/abs/path`, `s3://bucket/prefix/table`), which Hudi records in clean
+    /// plans as the prefix of every file path.
+    pub fn set_location(&mut self, uri: &str) {
+        self.location = uri.trim_end_matches('/').to_string();
+    }
+
+    /// The full path of an object of this table, as Hudi records it (`<table uri>/<relative path>`).
+    pub(super) fn full_path(&self, path: &Path) -> String {
+        let relative: Vec<String> = path
+            .prefix_match(&self.base)
+            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+            .unwrap_or_default();
+        format!("{}/{}", self.location, relative.join("/"))
+    }
+
+    /// The table's folder when it is on the local disk (`file:` location).
+    pub(super) fn local_dir(&self) -> Option<std::path::PathBuf> {
+        self.location
+            .strip_prefix("file:")
+            .map(std::path::PathBuf::from)
+    }
+
+    pub(super) fn data_error(&self, message: String) -> HudiError {
+        HudiError::Data {
+            table: self.name.clone(),
+            message,
+        }
+    }
+
+    /// Records `hoodie.table.create.schema` (the Avro schema of the data columns, as Spark writes it when
+    /// it creates a table) once the table has a schema, rewriting `hoodie.properties` as Hudi does: a
+    /// backup first, then the file, then the backup removed.
+    pub(super) async fn ensure_create_schema(&mut self, avro: &str) -> Result<(), HudiError> {
+        if self.properties.get(TableKey::CreateSchema).is_some() {
+            return Ok(());
+        }
+        self.properties.set(TableKey::CreateSchema, avro);
+        let hoodie = Self::hoodie(&self.base);
+        let text = self
+            .properties
+            .to_text(&chrono::Utc::now().to_rfc3339())
+            .into_bytes();
+        let backup = hoodie.clone().join("hoodie.properties.backup");
+        let path = hoodie.join("hoodie.properties");
+        for p in [&backup, &path] {
+            self.store
+                .put(p, PutPayload::from(text.clone()))
+                .await
+                .map_err(self.storage(p))?;
+        }
+        self.delete(&backup).await
+    }
     pub fn properties(&self) -> &TableProperties {
         &self.properties
     }
@@ -235,6 +281,18 @@ impl HudiTable {
             ));
         }
         Ok(out)
+    }
+
+    /// The newest completed commit that carries `key` in its `extraMetadata` (HoodieStreamer scans back the
+    /// same way: commits of other writers carry no checkpoint and are skipped), with that value.
+    pub async fn latest_with(&self, key: &str) -> Result<Option<(Instant, String)>, HudiError> {
+        for (instant, file) in self.timeline.completed_writes().into_iter().rev() {
+            let meta = self.commit_metadata(file).await?;
+            if let Some(v) = meta.extra_metadata.get(key).filter(|v| !v.is_empty()) {
+                return Ok(Some((instant.clone(), v.clone())));
+            }
+        }
+        Ok(None)
     }
 
     /// The data-column schema of the newest commit that has one (its `extraMetadata.schema`).

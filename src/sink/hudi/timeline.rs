@@ -69,4 +69,45 @@ impl Timeline {
     pub fn first_instant(&self) -> Option<&Instant> {
         self.instants.keys().next()
     }
+
+    /// The oldest completed write: readers treat base files older than it as committed
+    /// (`containsOrBeforeTimelineStarts`), so visibility is judged against it.
+    pub fn first_completed_write(&self) -> Option<&Instant> {
+        self.completed_writes().first().map(|(i, _)| *i)
+    }
+
+    /// Completed clean instants, oldest first.
+    pub fn completed_cleans(&self) -> Vec<(&Instant, &TimelineFile)> {
+        self.completed_of(&[Action::Clean])
+    }
+
+    /// Clean instants that were requested or started but never completed.
+    pub fn pending_cleans(&self) -> Vec<(&Instant, &[TimelineFile])> {
+        self.instants
+            .iter()
+            .filter(|(_, files)| {
+                files.iter().all(|f| f.action == Action::Clean)
+                    && !files.iter().any(|f| f.state == State::Completed)
+            })
+            .map(|(i, files)| (i, files.as_slice()))
+            .collect()
+    }
+
+    /// The oldest instant of any action that has not completed.
+    pub fn first_pending(&self) -> Option<&Instant> {
+        self.instants
+            .iter()
+            .find(|(_, files)| !files.iter().any(|f| f.state == State::Completed))
+            .map(|(i, _)| i)
+    }
+
+    /// Every instant with its timeline files, oldest first.
+    pub fn instants(&self) -> impl Iterator<Item = (&Instant, &[TimelineFile])> {
+        self.instants.iter().map(|(i, f)| (i, f.as_slice()))
+    }
+
+    /// Number of timeline files.
+    pub fn file_count(&self) -> usize {
+        self.instants.values().map(Vec::len).sum()
+    }
 }

@@ -13,7 +13,7 @@ use arrow::array::{Array, AsArray};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Name of the per-partition metadata file.
@@ -57,16 +57,27 @@ pub struct FileView {
     pub partitions: BTreeSet<String>,
 }
 
-impl FileView {
-    /// Lists the table and builds the view (and, with `with_keys`, the key index).
-    pub async fn load(
+/// Every committed base file of a table, by file group, and the file groups replaced by a
+/// `replacecommit` (with the instant that replaced them).
+#[derive(Debug, Clone, Default)]
+pub struct Slices {
+    /// Committed slices of each file group, oldest first.
+    pub groups: BTreeMap<GroupId, Vec<BaseFile>>,
+    pub replaced: HashMap<GroupId, Instant>,
+    /// Partitions that have their `.hoodie_partition_metadata`.
+    pub partitions: BTreeSet<String>,
+}
+
+impl Slices {
+    /// Lists the table: every base file whose instant readers treat as committed (a completed write, or
+    /// older than the first completed write), grouped by file group.
+    pub async fn list(
         store: &Arc<dyn ObjectStore>,
         table: &str,
         base: &Path,
         timeline: &Timeline,
-        with_keys: bool,
-    ) -> Result<FileView, HudiError> {
-        let mut replaced: HashSet<GroupId> = HashSet::new();
+    ) -> Result<Slices, HudiError> {
+        let mut out = Slices::default();
         for (instant, file) in timeline.completed_writes() {
             if file.action == Action::ReplaceCommit {
                 let path = base
@@ -83,16 +94,16 @@ impl FileView {
                     })?;
                 for (partition, ids) in meta.partition_to_replace_file_ids.unwrap_or_default() {
                     for id in ids {
-                        replaced.insert((partition.clone(), id));
+                        out.replaced
+                            .insert((partition.clone(), id), instant.clone());
                     }
                 }
             }
         }
-        let first = timeline.first_instant().cloned();
+        let first = timeline.first_completed_write().cloned();
         let visible = |instant: &Instant| {
             timeline.is_completed_write(instant) || first.as_ref().is_some_and(|f| instant < f)
         };
-
         let objects: Vec<_> = store
             .list(Some(base))
             .try_collect()
@@ -102,7 +113,6 @@ impl FileView {
                 path: base.to_string(),
                 source,
             })?;
-        let mut view = FileView::default();
         for meta in objects {
             let Some(parts) = meta.location.prefix_match(base) else {
                 continue;
@@ -116,7 +126,7 @@ impl FileView {
             }
             let partition = dirs.join("/");
             if file == PARTITION_METADATA {
-                view.partitions.insert(partition);
+                out.partitions.insert(partition);
                 continue;
             }
             let Some(name) = BaseFileName::parse(file) else {
@@ -125,30 +135,52 @@ impl FileView {
             if !visible(&name.instant) {
                 continue;
             }
-            let id = (partition.clone(), name.file_id.clone());
-            if replaced.contains(&id) {
+            out.groups
+                .entry((partition, name.file_id.clone()))
+                .or_default()
+                .push(BaseFile {
+                    name,
+                    path: meta.location.clone(),
+                    size: meta.size,
+                });
+        }
+        for slices in out.groups.values_mut() {
+            slices.sort_by(|a, b| a.name.instant.cmp(&b.name.instant));
+        }
+        Ok(out)
+    }
+}
+
+impl FileView {
+    /// Lists the table and builds the view (and, with `with_keys`, the key index).
+    pub async fn load(
+        store: &Arc<dyn ObjectStore>,
+        table: &str,
+        base: &Path,
+        timeline: &Timeline,
+        with_keys: bool,
+    ) -> Result<FileView, HudiError> {
+        let slices = Slices::list(store, table, base, timeline).await?;
+        let mut view = FileView {
+            partitions: slices.partitions,
+            ..FileView::default()
+        };
+        for (id, files) in slices.groups {
+            if slices.replaced.contains_key(&id) {
                 continue;
             }
-            let candidate = BaseFile {
-                name,
-                path: meta.location.clone(),
-                size: meta.size,
+            let Some(latest) = files.into_iter().next_back() else {
+                continue;
             };
-            match view.groups.get_mut(&id) {
-                Some(g) if g.latest.name.instant >= candidate.name.instant => {}
-                Some(g) => g.latest = candidate,
-                None => {
-                    view.groups.insert(
-                        id.clone(),
-                        FileGroup {
-                            partition,
-                            file_id: id.1.clone(),
-                            latest: candidate,
-                            rows: 0,
-                        },
-                    );
-                }
-            }
+            view.groups.insert(
+                id.clone(),
+                FileGroup {
+                    partition: id.0.clone(),
+                    file_id: id.1.clone(),
+                    latest,
+                    rows: 0,
+                },
+            );
         }
         if with_keys {
             for (id, group) in view.groups.iter_mut() {

@@ -2,6 +2,7 @@
 //! groups, and rewrite every touched file group into a new file slice.
 
 use super::avro_schema::{avro_schema, META_COLUMNS};
+use super::bloom::{DynamicBloomFilter, BLOOM_FILTER_KEY, BLOOM_TYPE_CODE_KEY, DYNAMIC_V0};
 use super::commit_metadata::{RuntimeStats, WriteStat};
 use super::error::HudiError;
 use super::file_name::BaseFileName;
@@ -9,6 +10,7 @@ use super::instant::Instant;
 use super::parquet_io::{encode_parquet, put_object, read_parquet};
 use super::view::{BaseFile, FileView, GroupId};
 use crate::schema::{TableSchema, POSITION_COLUMN};
+use crate::sink::{RowChange, StagedRow};
 use arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::compute::{cast, interleave_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -17,27 +19,6 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-
-/// What happens to one key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RowChange {
-    /// Insert or replace the row with these data-column values (in table-schema order).
-    Upsert(Vec<Value>),
-    /// Remove the row.
-    Delete,
-}
-
-/// One folded row ready to be written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StagedRow {
-    /// `_hoodie_record_key`.
-    pub record_key: String,
-    /// `_hoodie_partition_path` ("" for unpartitioned tables).
-    pub partition_path: String,
-    /// The source position order key (the precombine value); older positions never overwrite newer rows.
-    pub position: String,
-    pub change: RowChange,
-}
 
 /// A change to a row that lives in an existing file group.
 #[derive(Debug, Clone, Copy)]
@@ -210,11 +191,7 @@ pub(super) async fn write_group(
     };
     let file_name = BaseFileName::new(&id.1, task, ctx.stage, ctx.instant);
     let name = file_name.name();
-    let rel_path = if id.0.is_empty() {
-        name.clone()
-    } else {
-        format!("{}/{}", id.0, name)
-    };
+    let rel_path = relative_file_path(id, task, ctx.stage, ctx.instant);
     let path = Path::parse(format!("{}/{}", ctx.base, rel_path)).map_err(|e| HudiError::Data {
         table: table.to_string(),
         message: format!("bad file path {rel_path}: {e}"),
@@ -366,14 +343,21 @@ pub(super) async fn write_group(
     let keys = merged.column(2).as_string::<i32>();
     let min_key = keys.iter().flatten().min().unwrap_or("").to_string();
     let max_key = keys.iter().flatten().max().unwrap_or("").to_string();
+    let mut bloom = DynamicBloomFilter::with_defaults();
+    for key in keys.iter().flatten() {
+        bloom.add(key);
+    }
+    // In the order Spark's Hudi writer puts them.
     let footer = vec![
+        ("hoodie_min_record_key".to_string(), min_key),
+        (BLOOM_FILTER_KEY.to_string(), bloom.serialize()),
+        ("hoodie_max_record_key".to_string(), max_key),
+        (BLOOM_TYPE_CODE_KEY.to_string(), DYNAMIC_V0.to_string()),
+        ("writer.model.name".to_string(), "avro".to_string()),
         (
             "parquet.avro.schema".to_string(),
             avro_schema(table, ctx.schema, true),
         ),
-        ("writer.model.name".to_string(), "avro".to_string()),
-        ("hoodie_min_record_key".to_string(), min_key),
-        ("hoodie_max_record_key".to_string(), max_key),
     ];
     let bytes = encode_parquet(
         table,
@@ -421,6 +405,21 @@ pub(super) async fn write_group(
         removed_keys,
         stale,
     })
+}
+
+/// The path, relative to the table base, of the file task `task` writes for file group `id`.
+pub(super) fn relative_file_path(
+    id: &GroupId,
+    task: usize,
+    stage: u32,
+    instant: &Instant,
+) -> String {
+    let name = BaseFileName::new(&id.1, task, stage, instant).name();
+    if id.0.is_empty() {
+        name
+    } else {
+        format!("{}/{}", id.0, name)
+    }
 }
 
 /// Casts/fills an old file's batch to the current file schema (columns added later read as null).

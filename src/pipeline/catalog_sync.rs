@@ -1,0 +1,66 @@
+//! Registering committed tables in the catalog. Failures are logged and retried at the next round; they
+//! never undo a data commit.
+
+use super::lake::Lake;
+use super::state::RouteState;
+use crate::catalog::{Catalog, GlueCatalog, TableRegistration};
+use crate::config::{CatalogKind, Config};
+
+pub(super) async fn open_catalog(config: &Config) -> Catalog {
+    match &config.catalog {
+        Some(c) if c.kind == CatalogKind::Glue => {
+            Catalog::Glue(Box::new(GlueCatalog::new(c).await))
+        }
+        _ => Catalog::None,
+    }
+}
+
+/// Registers every table whose latest commit the catalog has not seen.
+pub(super) async fn sync_catalog(catalog: &Catalog, lake: &Lake, routes: &mut [RouteState]) {
+    if matches!(catalog, Catalog::None) {
+        return;
+    }
+    for route in routes.iter_mut() {
+        let Some((instant, partitions)) = route.sync_pending.clone() else {
+            continue;
+        };
+        let Some(schema) = route.schema.clone() else {
+            continue;
+        };
+        let partition_fields = route.spec.partition_names();
+        let reg = TableRegistration {
+            table: &route.spec.table,
+            location: lake.table_location(&route.spec.table),
+            schema: &schema,
+            partition_fields: &partition_fields,
+            partitions: &partitions,
+            instant: &instant,
+        };
+        match catalog.sync(&reg).await {
+            Ok(()) => {
+                tracing::info!(table = %route.spec.table, %instant, "catalog synced");
+                route.sync_pending = None;
+            }
+            Err(e) => {
+                tracing::error!(table = %route.spec.table, error = %e, "catalog sync failed; the data is committed, the sync is retried after the next commit")
+            }
+        }
+    }
+}
+
+/// At start the catalog catches up with each table's latest commit (a sync that failed last time, or a
+/// catalog configured after the fact), even when no new data arrives.
+pub(super) async fn catch_up(
+    catalog: &Catalog,
+    routes: &mut [RouteState],
+) -> Result<(), super::PipelineError> {
+    if matches!(catalog, Catalog::None) {
+        return Ok(());
+    }
+    for route in routes.iter_mut() {
+        if let Some(state) = route.table.catalog_state().await? {
+            route.sync_pending = Some((state.version, state.partitions));
+        }
+    }
+    Ok(())
+}
