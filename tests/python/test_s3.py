@@ -145,7 +145,8 @@ def test_two_writers_racing_on_one_s3_table_one_wins_the_other_reports_a_conflic
     assert as_table(moto.read_daft(base, sales[0][2]), ["SaleId"], sales[0][2]) == expected
     listing = moto.client("s3").list_objects_v2(Bucket=bucket, Prefix="warehouse/erp/sales/.hoodie/")
     names = [o["Key"].rsplit("/", 1)[1] for o in listing.get("Contents", [])]
-    pending = {n.split(".")[0] for n in names if n.endswith(".inflight")} - {n.split(".")[0] for n in names if n.endswith(".commit")}
+    # No instant is left pending (commits and the cleaner's `.clean` instants alike).
+    pending = {n.split(".")[0] for n in names if n.endswith(".inflight")} - {n.split(".")[0] for n in names if n.endswith((".commit", ".clean"))}
     assert not pending, pending
 
 
