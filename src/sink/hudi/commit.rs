@@ -8,7 +8,7 @@ use super::claim::{
 };
 use super::commit_metadata::{CommitMetadata, WriteStat, SCHEMA_KEY};
 use super::error::HudiError;
-use super::instant::{Action, Instant, TimelineFile};
+use super::instant::{Action, Instant, State, TimelineFile};
 use super::markers::IoType;
 use super::parquet_io::{codec, put_object};
 use super::table::HudiTable;
@@ -136,7 +136,7 @@ impl HudiTable {
         failpoint(&self.name, "after-fate");
         self.publish(&pending.instant, Action::Commit, json).await?;
         forget(&self.store, &self.base, &pending.instant).await;
-        self.delete_markers(&pending.instant).await?;
+        self.forget_markers(&pending.instant).await;
         self.reload_timeline().await
     }
 
@@ -276,7 +276,30 @@ impl HudiTable {
         for p in &doomed {
             self.delete(p).await?;
         }
-        Ok(doomed.len())
+        Ok(doomed.len() + self.prune_markers().await?)
+    }
+
+    /// Marker folders of instants that are no longer pending (a removal that failed after a commit).
+    async fn prune_markers(&self) -> Result<usize, HudiError> {
+        let temp = Self::hoodie(&self.base).join(".temp");
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&temp))
+            .await
+            .map_err(self.storage(&temp))?;
+        let mut removed = 0;
+        for dir in listing.common_prefixes {
+            let Some(instant) = dir.filename().and_then(Instant::parse) else {
+                continue;
+            };
+            let pending = self.timeline.instants().any(|(i, files)| {
+                *i == instant && !files.iter().any(|f| f.state == State::Completed)
+            });
+            if !pending {
+                removed += self.delete_markers(&instant).await?;
+            }
+        }
+        Ok(removed)
     }
 
     /// Writes a commit without data that only records `extra` (the source checkpoint), so a table whose

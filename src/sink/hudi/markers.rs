@@ -69,6 +69,14 @@ impl HudiTable {
         put("MARKERS0", text.into_bytes()).await
     }
 
+    /// Removes the markers of an instant that completed: its commit is published, so a failure here is
+    /// logged and left for the next rollback of leftovers rather than reported as a failed commit.
+    pub(super) async fn forget_markers(&self, instant: &Instant) {
+        if let Err(e) = self.delete_markers(instant).await {
+            tracing::warn!(table = %self.name, %instant, error = %e, "could not remove the markers of a completed instant");
+        }
+    }
+
     /// Removes the marker folder of `instant` (whatever marker files a writer left there).
     pub(super) async fn delete_markers(&self, instant: &Instant) -> Result<usize, HudiError> {
         let dir = self.marker_dir(instant);

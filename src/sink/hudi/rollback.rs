@@ -40,7 +40,7 @@ impl HudiTable {
                     self.publish(instant, Action::Commit, commit.into_bytes())
                         .await?;
                     forget(&self.store, &self.base, instant).await;
-                    self.delete_markers(instant).await?;
+                    self.forget_markers(instant).await;
                     tracing::warn!(table = %self.name, %instant, "completed a write its writer had decided to commit");
                     continue;
                 }
