@@ -17,6 +17,7 @@ tests): ``expected_tables(events)``.
 """
 import argparse
 import base64
+import bisect
 import json
 import random
 import sys
@@ -86,6 +87,7 @@ class Generator:
         self.statuses = {s: name for s, name in zip(range(1, n_statuses + 1),
                                                      ["Reserved", "Signed", "Financed", "Registered", "Cancelled", "Delivered"])}
         self.sales = {}
+        self.ids = []  # sorted(self.sales), kept incrementally (ids only grow; deletes bisect)
         self.next_sale = 1
         self.lsn = (0x27 << 48) | (0x758 << 16)
         self.ts = 1_700_000_000_000
@@ -120,12 +122,14 @@ class Generator:
                     "ContractSubtotal": self.rng.randint(10_000_000, 9_000_000_000) * 10 + self.rng.randint(0, 9),
                     "ContractSigningDate": self.ts - self.rng.randint(0, 10**9)}
             self.sales[sid] = sale
+            self.ids.append(sid)
             return [self.event("c", None, self.image(sale))]
-        sid = self.rng.choice(sorted(self.sales))
+        sid = self.rng.choice(self.ids)
         sale = self.sales[sid]
         before = self.image(sale)
         if r < 0.55:
             del self.sales[sid]
+            del self.ids[bisect.bisect_left(self.ids, sid)]
             return [self.event("d", before, None), None]
         if r < 0.70:
             sale["StatusId"] = self.rng.randint(1, len(self.statuses))
@@ -149,10 +153,14 @@ def generate(n_events, seed=42, duplicates=0.02, shuffle_window=0):
     """Returns a list of events (dicts) and None tombstones, in arrival order."""
     gen = Generator(seed)
     out = []
-    while len([e for e in out if e is not None]) < n_events:
-        out.extend(gen.step())
+    count = 0
+    while count < n_events:
+        step = gen.step()
+        out.extend(step)
+        count += sum(1 for e in step if e is not None)
         if out[-1] is not None and gen.rng.random() < duplicates:
             out.append(dict(out[-1]))  # a redelivery: same LSNs
+            count += 1
     if shuffle_window > 1:
         rng = random.Random(seed + 1)
         for start in range(0, len(out), shuffle_window):

@@ -7,8 +7,12 @@ use super::DEAD_LETTER_TABLE;
 use crate::config::Compression;
 use crate::fold::undecided_columns;
 use crate::sink::{CommitSummary, SourceCheckpoints, TableLayout, TableServicePolicy, TableSink};
+use futures::StreamExt;
 use lakefold_api::Checkpoint;
 use std::collections::HashMap;
+
+/// Tables of one round committed at the same time.
+const TABLE_COMMITS_IN_FLIGHT: usize = 4;
 
 /// After this many commit rounds without data, a table still commits its checkpoint (an empty commit),
 /// so a quiet route does not hold its source back forever.
@@ -33,23 +37,54 @@ pub(super) async fn commit_round(
         .filter_map(|s| s.checkpoint.as_ref().map(|c| (s.name.as_str(), c)))
         .collect();
     commit_dead_letters(dead, &current, summary).await?;
-    for route in routes.iter_mut() {
-        let Some(cp) = current.get(route.spec.source.as_str()) else {
-            continue;
-        };
-        let committed = if route.fold.is_empty() {
-            commit_idle_route(route, cp).await?
-        } else {
-            Some(commit_route(route, cp).await?)
-        };
-        if let Some(result) = committed {
-            summary.add(&route.spec.table, &result);
-            if result.instant.is_some() {
-                run_services(route.table.as_mut(), &route.services).await;
+    // Tables commit concurrently (each with its own services); every table finishes its commit before
+    // the first error, if any, is reported.
+    let commits: Vec<_> = routes
+        .iter_mut()
+        .map(|route| {
+            let cp = current.get(route.spec.source.as_str()).copied();
+            async move {
+                match cp {
+                    Some(cp) => commit_table(route, cp).await,
+                    None => Ok(None),
+                }
+            }
+        })
+        .collect();
+    let outcomes: Vec<_> = futures::stream::iter(commits)
+        .buffer_unordered(TABLE_COMMITS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut first_error = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(Some((table, result))) => summary.add(&table, &result),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Commits one route's table (rows, or its checkpoint alone when idle) and runs its services.
+async fn commit_table(
+    route: &mut RouteState,
+    cp: &Checkpoint,
+) -> Result<Option<(String, CommitSummary)>, PipelineError> {
+    let committed = if route.fold.is_empty() {
+        commit_idle_route(route, cp).await?
+    } else {
+        Some(commit_route(route, cp).await?)
+    };
+    let Some(result) = committed else {
+        return Ok(None);
+    };
+    if result.instant.is_some() {
+        run_services(route.table.as_mut(), &route.services).await;
+    }
+    Ok(Some((route.spec.table.clone(), result)))
 }
 
 async fn commit_dead_letters(

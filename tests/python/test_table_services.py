@@ -101,6 +101,7 @@ def test_a_daemon_committing_every_second_keeps_tables_and_timelines_bounded_and
             proc.kill()
             proc.wait()
         log.close()
+    print("worst data/live ratio and .hoodie file count per table:", worst)
     daemon_log = (tmp / "daemon.log").read_text()
     assert "cleaned" in daemon_log and "archived" in daemon_log, daemon_log[-3000:]
     for table, (ratio, entries) in worst.items():

@@ -10,6 +10,7 @@
 use crate::connect::{infer, ConnectKind, ConnectSchema};
 use lakefold_api::{ChangeEvent, Decoded, Field, Lsn, LsnPosition, Op, Row, TableId, Value};
 use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The result of decoding one message: the record and, when the message carries them, its LSNs.
@@ -36,8 +37,125 @@ impl Decoding {
 }
 
 /// Decodes one message. Never panics; every problem becomes [`Decoded::Failed`] with a message that names
-/// the field at fault.
+/// the field at fault. (A [`JsonDecoder`] does the same and parses each embedded schema only once.)
 pub fn decode_json(bytes: &[u8]) -> Decoding {
+    decode_json_uncached(bytes)
+}
+
+/// The message form of JsonConverter with `schemas.enable=true`, borrowed: the schema is not parsed.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaEnvelope<'a> {
+    #[serde(borrow)]
+    schema: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
+}
+
+/// Most distinct schemas a decoder remembers (a topic has one per table version).
+const SCHEMA_CACHE_ENTRIES: usize = 256;
+
+/// Decodes messages, remembering every Connect schema it has seen by its exact bytes: an envelope that
+/// embeds its schema (JsonConverter with `schemas.enable=true`, 3 KB of schema for a 300-byte row) has it
+/// parsed, and its row layouts built, once per distinct schema rather than once per message. Shared by
+/// the threads that decode one batch.
+#[derive(Default)]
+pub struct JsonDecoder {
+    schemas: std::sync::RwLock<HashMap<Box<[u8]>, Option<Arc<Layouts>>>>,
+}
+
+impl JsonDecoder {
+    pub fn new() -> JsonDecoder {
+        JsonDecoder::default()
+    }
+
+    /// Decodes one message, exactly as [`decode_json`] does.
+    pub fn decode(&self, bytes: &[u8]) -> Decoding {
+        let Ok(envelope) = serde_json::from_slice::<SchemaEnvelope>(bytes) else {
+            return decode_json_uncached(bytes);
+        };
+        let layouts = self.layouts(envelope.schema.get().as_bytes());
+        match serde_json::from_str::<Json>(envelope.payload.get()) {
+            Ok(Json::Null) => Decoding::skipped("tombstone"),
+            Ok(Json::Object(p)) => decode_payload(p, layouts.as_deref()),
+            Ok(other) => Decoding::failed(format!(
+                "`payload` must be an object, found {}",
+                kind_of(&other)
+            )),
+            Err(_) => decode_json_uncached(bytes),
+        }
+    }
+
+    fn layouts(&self, schema: &[u8]) -> Option<Arc<Layouts>> {
+        if let Ok(cache) = self.schemas.read() {
+            if let Some(hit) = cache.get(schema) {
+                return hit.clone();
+            }
+        }
+        let parsed = serde_json::from_slice::<Json>(schema)
+            .ok()
+            .and_then(|j| ConnectSchema::parse(&j))
+            .map(|s| Arc::new(Layouts::of(&s)));
+        if let Ok(mut cache) = self.schemas.write() {
+            if cache.len() >= SCHEMA_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(schema.into(), parsed.clone());
+        }
+        parsed
+    }
+}
+
+/// The row layouts of an envelope schema (`before` and `after`) or of a flattened row's schema.
+#[derive(Debug)]
+pub(crate) struct Layouts {
+    before: Option<RowLayout>,
+    after: Option<RowLayout>,
+    flat: Option<RowLayout>,
+}
+
+/// The columns of a row image in schema order (without `__` fields), and how each is converted.
+#[derive(Debug)]
+struct RowLayout {
+    fields: Arc<Vec<Field>>,
+    kinds: Vec<ConnectKind>,
+}
+
+impl RowLayout {
+    fn of(schema: &ConnectSchema) -> Option<RowLayout> {
+        if schema.fields.is_empty() {
+            return None;
+        }
+        let (fields, kinds): (Vec<Field>, Vec<ConnectKind>) = schema
+            .row_fields()
+            .into_iter()
+            .filter(|(f, _)| !f.name.starts_with("__"))
+            .unzip();
+        Some(RowLayout {
+            fields: Arc::new(fields),
+            kinds,
+        })
+    }
+}
+
+impl Layouts {
+    pub(crate) fn of(schema: &ConnectSchema) -> Layouts {
+        Layouts {
+            before: schema.child("before").and_then(RowLayout::of),
+            after: schema.child("after").and_then(RowLayout::of),
+            flat: RowLayout::of(schema),
+        }
+    }
+
+    fn image(&self, name: &str) -> Option<&RowLayout> {
+        match name {
+            "before" => self.before.as_ref(),
+            _ => self.after.as_ref(),
+        }
+    }
+}
+
+fn decode_json_uncached(bytes: &[u8]) -> Decoding {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Decoding::skipped("blank line");
     }
@@ -55,9 +173,10 @@ pub fn decode_json(bytes: &[u8]) -> Decoding {
 /// Decodes an already-parsed payload (the envelope or the flattened row) described by `schema` (the Avro
 /// path converts its datum and writer schema to these).
 pub(crate) fn decode_value(payload: Json, schema: Option<&ConnectSchema>) -> Decoding {
+    let layouts = schema.map(Layouts::of);
     match payload {
         Json::Null => Decoding::skipped("tombstone"),
-        Json::Object(obj) => decode_payload(obj, schema),
+        Json::Object(obj) => decode_payload(obj, layouts.as_ref()),
         other => Decoding::failed(format!("expected a record, found {}", kind_of(&other))),
     }
 }
@@ -65,11 +184,14 @@ pub(crate) fn decode_value(payload: Json, schema: Option<&ConnectSchema>) -> Dec
 fn decode_object(mut obj: Map<String, Json>) -> Decoding {
     let with_schema = obj.contains_key("payload") && obj.contains_key("schema") && obj.len() == 2;
     if with_schema {
-        let schema = obj.get("schema").and_then(ConnectSchema::parse);
+        let layouts = obj
+            .get("schema")
+            .and_then(ConnectSchema::parse)
+            .map(|s| Layouts::of(&s));
         let payload = obj.remove("payload").unwrap_or(Json::Null);
         return match payload {
             Json::Null => Decoding::skipped("tombstone"),
-            Json::Object(p) => decode_payload(p, schema.as_ref()),
+            Json::Object(p) => decode_payload(p, layouts.as_ref()),
             other => Decoding::failed(format!(
                 "`payload` must be an object, found {}",
                 kind_of(&other)
@@ -79,7 +201,7 @@ fn decode_object(mut obj: Map<String, Json>) -> Decoding {
     decode_payload(obj, None)
 }
 
-fn decode_payload(payload: Map<String, Json>, schema: Option<&ConnectSchema>) -> Decoding {
+fn decode_payload(payload: Map<String, Json>, schema: Option<&Layouts>) -> Decoding {
     // ExtractNewRecordState's fields (`__op`, `__deleted`, `__source_*`, ...) mark a flattened row, even one
     // whose table has columns called `op`, `before` or `after`; otherwise an envelope has `op` and images.
     let flattened_markers = payload.keys().any(|k| k.starts_with("__"));
@@ -94,7 +216,7 @@ fn decode_payload(payload: Map<String, Json>, schema: Option<&ConnectSchema>) ->
     }
 }
 
-fn decode_envelope(payload: Map<String, Json>, schema: Option<&ConnectSchema>) -> Decoding {
+fn decode_envelope(payload: Map<String, Json>, schema: Option<&Layouts>) -> Decoding {
     let op = match payload.get("op") {
         Some(Json::String(code)) => match code.as_str() {
             "c" => Op::Create,
@@ -128,8 +250,8 @@ fn decode_envelope(payload: Map<String, Json>, schema: Option<&ConnectSchema>) -
         match payload.get(name) {
             None | Some(Json::Null) => Ok(None),
             Some(Json::Object(row)) => {
-                let row_schema = schema.and_then(|s| s.child(name));
-                decode_row(row, row_schema)
+                let layout = schema.and_then(|s| s.image(name));
+                decode_row(row, layout)
                     .map(Some)
                     .map_err(|e| format!("`{name}`.{e}"))
             }
@@ -167,7 +289,7 @@ fn decode_envelope(payload: Map<String, Json>, schema: Option<&ConnectSchema>) -
     }
 }
 
-fn decode_flattened(mut payload: Map<String, Json>, schema: Option<&ConnectSchema>) -> Decoding {
+fn decode_flattened(mut payload: Map<String, Json>, schema: Option<&Layouts>) -> Decoding {
     let take_str = |payload: &mut Map<String, Json>, names: &[&str]| -> Option<String> {
         names.iter().find_map(|n| match payload.get(*n) {
             Some(Json::String(s)) => Some(s.clone()),
@@ -211,7 +333,7 @@ fn decode_flattened(mut payload: Map<String, Json>, schema: Option<&ConnectSchem
         Err(e) => return Decoding::failed(e),
     };
     payload.retain(|k, _| !k.starts_with("__"));
-    let row = match decode_row(&payload, schema) {
+    let row = match decode_row(&payload, schema.and_then(|s| s.flat.as_ref())) {
         Ok(r) => r,
         Err(e) => return Decoding::failed(e),
     };
@@ -232,16 +354,11 @@ fn decode_flattened(mut payload: Map<String, Json>, schema: Option<&ConnectSchem
 }
 
 /// Reads a row image; with a schema, fields come in schema order with their declared types.
-fn decode_row(row: &Map<String, Json>, schema: Option<&ConnectSchema>) -> Result<Row, String> {
-    match schema {
-        Some(s) if !s.fields.is_empty() => {
-            let layout: Vec<(Field, ConnectKind)> = s
-                .row_fields()
-                .into_iter()
-                .filter(|(f, _)| !f.name.starts_with("__"))
-                .collect();
-            let mut values = Vec::with_capacity(layout.len());
-            for (field, kind) in &layout {
+fn decode_row(row: &Map<String, Json>, layout: Option<&RowLayout>) -> Result<Row, String> {
+    match layout {
+        Some(l) => {
+            let mut values = Vec::with_capacity(l.kinds.len());
+            for (field, kind) in l.fields.iter().zip(&l.kinds) {
                 let json = row.get(&field.name).unwrap_or(&Json::Null);
                 values.push(
                     kind.convert(json)
@@ -249,11 +366,11 @@ fn decode_row(row: &Map<String, Json>, schema: Option<&ConnectSchema>) -> Result
                 );
             }
             Ok(Row {
-                fields: Arc::new(layout.into_iter().map(|(f, _)| f).collect()),
+                fields: l.fields.clone(),
                 values,
             })
         }
-        _ => {
+        None => {
             let fields = row
                 .keys()
                 .map(|name| Field {

@@ -1,7 +1,7 @@
 //! The Debezium JSON-lines file source: each line is one Kafka message value as Debezium's JsonConverter
 //! writes it. Reads append-only: the checkpoint is the last line consumed and the byte offset after it.
 
-use crate::envelope::decode_json;
+use crate::envelope::{Decoding, JsonDecoder};
 use bytes::Bytes;
 use lakefold_api::{
     BatchLimits, ChangeBatch, Checkpoint, FileCheckpoint, Position, SourceError, SourceRecord,
@@ -21,7 +21,11 @@ pub struct FileSource {
     /// When following (`tail -f`), a last line without its newline is left for later: the writer may not
     /// have finished it. When draining (`--once`), it is read.
     follow: bool,
+    decoder: JsonDecoder,
 }
+
+/// Below this many lines a batch is decoded on the calling thread.
+const PARALLEL_DECODE_MIN: usize = 512;
 
 impl FileSource {
     /// Opens `path` and positions it after `resume` (the earliest checkpoint of the routes reading it).
@@ -85,6 +89,7 @@ impl FileSource {
             line,
             offset,
             follow,
+            decoder: JsonDecoder::new(),
         })
     }
 
@@ -106,14 +111,15 @@ impl FileSource {
         })
     }
 
-    /// Reads up to `limits` records. `caught_up` is set when the end of the file was reached.
+    /// Reads up to `limits` records. `caught_up` is set when the end of the file was reached. The lines
+    /// are read into one buffer (each record's raw bytes are a slice of it) and decoded on every core,
+    /// in line order.
     pub async fn poll(&mut self, limits: BatchLimits) -> Result<ChangeBatch, SourceError> {
-        let mut records = Vec::new();
-        let mut bytes_read = 0usize;
-        let mut caught_up = false;
         let mut buf = Vec::new();
-        while records.len() < limits.max_records && bytes_read < limits.max_bytes {
-            buf.clear();
+        let mut lines: Vec<(u64, u64, std::ops::Range<usize>)> = Vec::new();
+        let mut caught_up = false;
+        while lines.len() < limits.max_records && buf.len() < limits.max_bytes {
+            let start = buf.len();
             let n = self
                 .reader
                 .read_until(b'\n', &mut buf)
@@ -129,6 +135,7 @@ impl FileSource {
             }
             if buf.last() != Some(&b'\n') && (self.follow || self.still_growing().await) {
                 // An unfinished last line (its writer may still be at it): rewind and leave it for later.
+                buf.truncate(start);
                 self.reader
                     .seek(std::io::SeekFrom::Start(self.offset))
                     .await
@@ -142,21 +149,23 @@ impl FileSource {
             }
             self.line += 1;
             self.offset += n as u64;
-            bytes_read += n;
-            let content = trim_line_end(&buf);
-            let decoding = decode_json(content);
-            records.push(SourceRecord {
+            let end = start + trim_line_end(&buf[start..]).len();
+            lines.push((self.line, self.offset, start..end));
+        }
+        let buf = Bytes::from(buf);
+        let decoded = decode_all(&self.decoder, &buf, &lines);
+        let records = lines
+            .into_iter()
+            .zip(decoded)
+            .map(|((line, end_offset, range), decoding)| SourceRecord {
                 position: Position {
                     lsn: decoding.lsn,
-                    stream: StreamPosition::Line {
-                        line: self.line,
-                        end_offset: self.offset,
-                    },
+                    stream: StreamPosition::Line { line, end_offset },
                 },
-                raw: Bytes::copy_from_slice(content),
+                raw: buf.slice(range),
                 decoded: decoding.decoded,
-            });
-        }
+            })
+            .collect();
         let checkpoint = (self.line > 0).then(|| self.checkpoint());
         Ok(ChangeBatch {
             records,
@@ -164,6 +173,39 @@ impl FileSource {
             caught_up,
         })
     }
+}
+
+/// Decodes the lines of one batch, split over the available cores; results in line order.
+fn decode_all(
+    decoder: &JsonDecoder,
+    buf: &[u8],
+    lines: &[(u64, u64, std::ops::Range<usize>)],
+) -> Vec<Decoding> {
+    let decode = |chunk: &[(u64, u64, std::ops::Range<usize>)]| -> Vec<Decoding> {
+        chunk
+            .iter()
+            .map(|(_, _, r)| decoder.decode(&buf[r.clone()]))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || lines.len() < PARALLEL_DECODE_MIN {
+        return decode(lines);
+    }
+    let per = lines.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = lines.chunks(per);
+        let first = chunks.next().unwrap_or(&[]);
+        let others: Vec<_> = chunks.map(|c| scope.spawn(move || decode(c))).collect();
+        let mut out = decode(first);
+        for handle in others {
+            match handle.join() {
+                Ok(part) => out.extend(part),
+                // A decoder never panics; if one did, re-raise it here rather than lose its lines.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
 }
 
 fn trim_line_end(line: &[u8]) -> &[u8] {

@@ -6,7 +6,7 @@
 //! committed after table commits for lag monitoring only.
 
 use crate::avro::{confluent_schema_id, decode_confluent_avro, WriterSchema};
-use crate::envelope::{decode_json, Decoding};
+use crate::envelope::{Decoding, JsonDecoder};
 use crate::registry::{RegistryError, SchemaRegistry};
 use bytes::Bytes;
 use lakefold_api::{
@@ -101,6 +101,8 @@ pub struct KafkaSource {
     registry: Option<SchemaRegistry>,
     /// When the daemon last looked for partitions added to its topics.
     last_refresh: Instant,
+    /// JSON messages (schemas parsed once per distinct schema).
+    json: JsonDecoder,
 }
 
 /// `--once` stops with an error when no record arrives for this long before the high watermarks are reached
@@ -186,6 +188,7 @@ impl KafkaSource {
             registry,
             last_refresh: Instant::now(),
             last_progress: Instant::now(),
+            json: JsonDecoder::new(),
         })
     }
 
@@ -357,7 +360,7 @@ impl KafkaSource {
 
     async fn decode(&mut self, payload: &[u8]) -> Result<Decoding, SourceError> {
         let Some(registry) = self.registry.as_mut() else {
-            return Ok(decode_json(payload));
+            return Ok(self.json.decode(payload));
         };
         let id = match confluent_schema_id(payload) {
             Ok(id) => id,

@@ -10,7 +10,7 @@ mod registry;
 
 pub use avro::{confluent_schema_id, decode_confluent_avro, WriterSchema};
 pub use connect::{ConnectKind, ConnectSchema};
-pub use envelope::{decode_json, Decoding};
+pub use envelope::{decode_json, Decoding, JsonDecoder};
 pub use file_source::FileSource;
 pub use kafka::{KafkaFormat, KafkaOptions, KafkaSource};
 pub use registry::{RegistryError, SchemaRegistry};

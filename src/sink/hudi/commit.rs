@@ -16,10 +16,14 @@ use super::view::{FileGroup, FileView, GroupId, KeyEntry, PARTITION_METADATA};
 use super::write::{file_schema, relative_file_path, write_group, CommitContext, GroupWork};
 use crate::schema::TableSchema;
 use crate::sink::{CommitSummary, StagedRow, TableLayout};
+use futures::StreamExt;
 use object_store::path::Path;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// File groups of one commit rewritten at the same time.
+const GROUP_WRITES_IN_FLIGHT: usize = 4;
 
 /// Claims kept after a commit (older ones are pruned).
 const KEEP_CLAIMS: usize = 2;
@@ -406,15 +410,32 @@ impl HudiTable {
             ..planned
         };
         meta.partition_to_write_stats.clear();
+        // File groups are rewritten concurrently (reads, encodes and uploads overlap), results in order.
+        let writes: Vec<_> = work
+            .iter()
+            .enumerate()
+            .map(|(task, (id, w))| write_group(&ctx, task, id, w))
+            .collect();
+        let results: Vec<_> = futures::stream::iter(writes)
+            .buffered(GROUP_WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        let planned = markers
+            .iter()
+            .filter_map(|(rel, _)| Path::parse(format!("{}/{rel}", self.base)).ok())
+            .collect::<Vec<_>>();
         let mut written: Vec<Path> = Vec::new();
-        for (task, (id, w)) in work.iter().enumerate() {
-            let result = match write_group(&ctx, task, id, w).await {
-                Ok(r) => r,
+        let mut done = Vec::new();
+        for (r, (id, _)) in results.into_iter().zip(work.iter()) {
+            match r {
+                Ok(result) => done.push((id, result)),
                 Err(e) => {
-                    self.abandon(&instant, &written).await?;
+                    self.abandon(&instant, &planned).await?;
                     return Err(e);
                 }
-            };
+            }
+        }
+        for (id, result) in done {
             written.push(result.file.path.clone());
             summary.inserts += result.stat.num_inserts;
             summary.updates += result.stat.num_update_writes;

@@ -340,33 +340,26 @@ pub(super) async fn write_group(
     let merged = RecordBatch::try_new(ctx.file_schema.clone(), cols)
         .map_err(arrow_err("setting file names".into()))?;
 
-    let keys = merged.column(2).as_string::<i32>();
-    let min_key = keys.iter().flatten().min().unwrap_or("").to_string();
-    let max_key = keys.iter().flatten().max().unwrap_or("").to_string();
-    let mut bloom = DynamicBloomFilter::with_defaults();
-    for key in keys.iter().flatten() {
-        bloom.add(key);
-    }
-    // In the order Spark's Hudi writer puts them.
-    let footer = vec![
-        ("hoodie_min_record_key".to_string(), min_key),
-        (BLOOM_FILTER_KEY.to_string(), bloom.serialize()),
-        ("hoodie_max_record_key".to_string(), max_key),
-        (BLOOM_TYPE_CODE_KEY.to_string(), DYNAMIC_V0.to_string()),
-        ("writer.model.name".to_string(), "avro".to_string()),
-        (
-            "parquet.avro.schema".to_string(),
-            avro_schema(table, ctx.schema, true),
-        ),
-    ];
-    let bytes = encode_parquet(
-        table,
-        &path,
-        ctx.file_schema.clone(),
-        &merged,
-        ctx.compression,
-        footer,
-    )?;
+    // Footer and encoding are CPU work: off the async threads, so the file groups and tables of a commit
+    // round encode on every core while others wait on storage.
+    let avro = avro_schema(table, ctx.schema, true);
+    let (owned_table, owned_path) = (table.to_string(), path.clone());
+    let (file_schema, compression) = (ctx.file_schema.clone(), ctx.compression);
+    let bytes = tokio::task::spawn_blocking(move || {
+        encode_base_file(
+            &owned_table,
+            &owned_path,
+            file_schema,
+            &merged,
+            compression,
+            avro,
+        )
+    })
+    .await
+    .map_err(|e| HudiError::Data {
+        table: table.to_string(),
+        message: format!("encoding {path} stopped: {e}"),
+    })??;
     let size = bytes.len() as u64;
     put_object(ctx.store, table, &path, bytes).await?;
 
@@ -405,6 +398,34 @@ pub(super) async fn write_group(
         removed_keys,
         stale,
     })
+}
+
+/// Encodes a base file with the footer Spark's Hudi writer puts there, in its order: min/max record keys,
+/// the bloom filter of every key, and the Avro schema.
+fn encode_base_file(
+    table: &str,
+    path: &Path,
+    file_schema: SchemaRef,
+    merged: &RecordBatch,
+    compression: parquet::basic::Compression,
+    avro: String,
+) -> Result<Vec<u8>, HudiError> {
+    let keys = merged.column(2).as_string::<i32>();
+    let min_key = keys.iter().flatten().min().unwrap_or("").to_string();
+    let max_key = keys.iter().flatten().max().unwrap_or("").to_string();
+    let mut bloom = DynamicBloomFilter::with_defaults();
+    for key in keys.iter().flatten() {
+        bloom.add(key);
+    }
+    let footer = vec![
+        ("hoodie_min_record_key".to_string(), min_key),
+        (BLOOM_FILTER_KEY.to_string(), bloom.serialize()),
+        ("hoodie_max_record_key".to_string(), max_key),
+        (BLOOM_TYPE_CODE_KEY.to_string(), DYNAMIC_V0.to_string()),
+        ("writer.model.name".to_string(), "avro".to_string()),
+        ("parquet.avro.schema".to_string(), avro),
+    ];
+    encode_parquet(table, path, file_schema, merged, compression, footer)
 }
 
 /// The path, relative to the table base, of the file task `task` writes for file group `id`.
