@@ -625,3 +625,51 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod cached_decoder_tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../../config/sample/sales.jsonl");
+
+    #[test]
+    fn the_caching_decoder_decodes_every_sample_line_as_the_plain_decoder_does() {
+        let decoder = JsonDecoder::new();
+        let mut with_schema = 0;
+        for line in SAMPLE.lines() {
+            assert_eq!(
+                decoder.decode(line.as_bytes()),
+                decode_json(line.as_bytes()),
+                "{line}"
+            );
+            with_schema += usize::from(line.starts_with("{\"schema\""));
+        }
+        assert!(with_schema > 100);
+        let cached = decoder.schemas.read().map(|c| c.len()).unwrap_or(0);
+        assert_eq!(cached, 1, "one distinct schema in the sample");
+    }
+
+    #[test]
+    fn a_changed_schema_gets_its_own_layout_and_bad_input_still_fails_the_same_way() {
+        let decoder = JsonDecoder::new();
+        let msg = |ty: &str, v: &str| {
+            format!(
+                r#"{{"schema":{{"type":"struct","fields":[{{"type":"struct","field":"after","fields":[{{"type":"{ty}","field":"id"}}]}}]}},"payload":{{"op":"c","after":{{"id":{v}}},"source":{{"table":"T"}}}}}}"#
+            )
+        };
+        let a = msg("int32", "7");
+        let b = msg("string", "\"7\"");
+        for m in [&a, &b, &a] {
+            assert_eq!(decoder.decode(m.as_bytes()), decode_json(m.as_bytes()));
+        }
+        assert_ne!(decoder.decode(a.as_bytes()), decoder.decode(b.as_bytes()));
+        for bad in [
+            &b"{\"schema\":{},\"payload\":[1]}"[..],
+            b"{\"schema\":",
+            b"",
+            b"null",
+        ] {
+            assert_eq!(decoder.decode(bad), decode_json(bad));
+        }
+    }
+}
