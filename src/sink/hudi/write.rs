@@ -180,6 +180,12 @@ pub(super) async fn write_group(
     id: &GroupId,
     work: &GroupWork,
 ) -> Result<GroupResult, HudiError> {
+    // A rewrite holds a whole file group (old rows, merged rows, encoded file) in memory: at most one per
+    // core at a time, across all tables, so concurrency buys speed without multiplying peak memory.
+    let _permit = rewrite_permits().acquire().await.map_err(|e| HudiError::Data {
+        table: ctx.table.to_string(),
+        message: format!("rewrite permits closed: {e}"),
+    })?;
     let started = std::time::Instant::now();
     let table = ctx.table;
     let arrow_err = |context: String| {
@@ -397,6 +403,14 @@ pub(super) async fn write_group(
         written_keys,
         removed_keys,
         stale,
+    })
+}
+
+/// The process-wide bound on concurrent file-group rewrites: one per core.
+fn rewrite_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
     })
 }
 
