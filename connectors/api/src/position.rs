@@ -140,6 +140,8 @@ impl PartialOrd for Position {
 impl Position {
     /// A fixed-width text whose byte order equals the position order. It is what lakefold stores in the
     /// Hudi precombine column, so readers and later writes can compare row versions without lakefold.
+    ///
+    /// Built digit by digit (no `format!`): it is computed for every event of every route.
     pub fn order_key(&self) -> String {
         let (commit, change, serial) = match &self.lsn {
             Some(l) => (
@@ -149,22 +151,66 @@ impl Position {
             ),
             None => (Lsn(0), Lsn(0), 0),
         };
-        let lsn_flag = if self.lsn.is_some() { 1 } else { 0 };
-        let stream = match &self.stream {
-            StreamPosition::Line { line, .. } => format!("L{line:020}"),
+        let mut out = String::with_capacity(112);
+        out.push(if self.lsn.is_some() { '1' } else { '0' });
+        out.push(':');
+        push_lsn(&mut out, commit);
+        out.push(':');
+        push_lsn(&mut out, change);
+        out.push(':');
+        push_decimal(&mut out, serial as u64, 19);
+        out.push(':');
+        match &self.stream {
+            StreamPosition::Line { line, .. } => {
+                out.push('L');
+                push_decimal(&mut out, *line, 20);
+            }
             StreamPosition::Kafka {
                 topic,
                 partition,
                 offset,
             } => {
-                format!(
-                    "K{:010}:{:020}:{topic}",
-                    (*partition).max(0),
-                    (*offset).max(0)
-                )
+                out.push('K');
+                push_decimal(&mut out, (*partition).max(0) as u64, 10);
+                out.push(':');
+                push_decimal(&mut out, (*offset).max(0) as u64, 20);
+                out.push(':');
+                out.push_str(topic);
             }
-        };
-        format!("{lsn_flag}:{commit}:{change}:{serial:019}:{stream}")
+        }
+        out
+    }
+}
+
+/// `v` in decimal, zero-padded to `width` digits (every value of the field fits in `width`).
+fn push_decimal(out: &mut String, mut v: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    while v > 0 && i > 0 {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    let start = digits.len().saturating_sub(width).min(i);
+    out.extend(digits[start..].iter().map(|&d| d as char));
+}
+
+/// An LSN as its Display form `xxxxxxxx:xxxxxxxx:xxxx` (fixed width, lower-case hex).
+fn push_lsn(out: &mut String, lsn: Lsn) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let v = lsn.0;
+    let parts = [
+        ((v >> 48) & 0xffff_ffff, 8),
+        ((v >> 16) & 0xffff_ffff, 8),
+        (v & 0xffff, 4),
+    ];
+    for (n, (part, width)) in parts.into_iter().enumerate() {
+        if n > 0 {
+            out.push(':');
+        }
+        for k in (0..width).rev() {
+            out.push(HEX[((part >> (4 * k)) & 0xf) as usize] as char);
+        }
     }
 }
 
@@ -227,6 +273,89 @@ mod opt_lsn_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The order key as it was first written, with `format!`: the fast one must equal it.
+    fn order_key_reference(p: &Position) -> String {
+        let (commit, change, serial) = match &p.lsn {
+            Some(l) => (
+                l.commit_lsn,
+                l.change_lsn.unwrap_or_default(),
+                l.event_serial_no.unwrap_or(0).max(0),
+            ),
+            None => (Lsn(0), Lsn(0), 0),
+        };
+        let lsn_flag = if p.lsn.is_some() { 1 } else { 0 };
+        let stream = match &p.stream {
+            StreamPosition::Line { line, .. } => format!("L{line:020}"),
+            StreamPosition::Kafka {
+                topic,
+                partition,
+                offset,
+            } => format!(
+                "K{:010}:{:020}:{topic}",
+                (*partition).max(0),
+                (*offset).max(0)
+            ),
+        };
+        format!("{lsn_flag}:{commit}:{change}:{serial:019}:{stream}")
+    }
+
+    #[test]
+    fn the_order_key_is_the_reference_text_for_every_field_range() {
+        let lsns = [
+            0u128,
+            1,
+            0xffff,
+            0x27_0000_0758_0001,
+            u128::MAX >> 48,
+            (1 << 80) - 1,
+        ];
+        let nums = [0i64, 1, 9, 10, 123_456_789, i64::MAX, -5];
+        for &c in &lsns {
+            for &n in &nums {
+                for lsn in [
+                    None,
+                    Some(LsnPosition {
+                        commit_lsn: Lsn(c),
+                        change_lsn: Some(Lsn(c / 3)),
+                        event_serial_no: Some(n),
+                    }),
+                    Some(LsnPosition {
+                        commit_lsn: Lsn(c),
+                        change_lsn: None,
+                        event_serial_no: None,
+                    }),
+                ] {
+                    for stream in [
+                        StreamPosition::Line {
+                            line: n.unsigned_abs(),
+                            end_offset: 0,
+                        },
+                        StreamPosition::Line {
+                            line: u64::MAX,
+                            end_offset: 0,
+                        },
+                        StreamPosition::Kafka {
+                            topic: "t.dbo.SALES".into(),
+                            partition: (n % 1000) as i32,
+                            offset: n,
+                        },
+                        StreamPosition::Kafka {
+                            topic: "x".into(),
+                            partition: i32::MAX,
+                            offset: n,
+                        },
+                    ] {
+                        let p = Position {
+                            lsn: lsn.clone(),
+                            stream,
+                        };
+                        assert_eq!(p.order_key(), order_key_reference(&p));
+                    }
+                }
+            }
+        }
+    }
 
     fn lsn(s: &str) -> Lsn {
         s.parse().unwrap()

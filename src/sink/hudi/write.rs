@@ -182,10 +182,13 @@ pub(super) async fn write_group(
 ) -> Result<GroupResult, HudiError> {
     // A rewrite holds a whole file group (old rows, merged rows, encoded file) in memory: at most one per
     // core at a time, across all tables, so concurrency buys speed without multiplying peak memory.
-    let _permit = rewrite_permits().acquire().await.map_err(|e| HudiError::Data {
-        table: ctx.table.to_string(),
-        message: format!("rewrite permits closed: {e}"),
-    })?;
+    let _permit = rewrite_permits()
+        .acquire()
+        .await
+        .map_err(|e| HudiError::Data {
+            table: ctx.table.to_string(),
+            message: format!("rewrite permits closed: {e}"),
+        })?;
     let started = std::time::Instant::now();
     let table = ctx.table;
     let arrow_err = |context: String| {
