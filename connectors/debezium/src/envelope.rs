@@ -7,6 +7,7 @@
 //!   `__deleted`, `__table`/`__source_table`, `__source_schema`, `__source_commit_lsn`, ... fields;
 //! - `null` (a tombstone) and blank input, which are skipped.
 
+use crate::borrowed::decode_envelope_borrowed;
 use crate::connect::{infer, ConnectKind, ConnectSchema};
 use lakefold_api::{ChangeEvent, Decoded, Field, Lsn, LsnPosition, Op, Row, TableId, Value};
 use serde_json::{Map, Value as Json};
@@ -62,6 +63,7 @@ const SCHEMA_CACHE_ENTRIES: usize = 256;
 #[derive(Default)]
 pub struct JsonDecoder {
     schemas: std::sync::RwLock<HashMap<Box<[u8]>, Option<Arc<Layouts>>>>,
+    fields: crate::borrowed::FieldCache,
 }
 
 impl JsonDecoder {
@@ -72,9 +74,14 @@ impl JsonDecoder {
     /// Decodes one message, exactly as [`decode_json`] does.
     pub fn decode(&self, bytes: &[u8]) -> Decoding {
         let Ok(envelope) = serde_json::from_slice::<SchemaEnvelope>(bytes) else {
-            return decode_json_uncached(bytes);
+            return decode_envelope_borrowed(bytes, None, &self.fields)
+                .unwrap_or_else(|| decode_json_uncached(bytes));
         };
         let layouts = self.layouts(envelope.schema.get().as_bytes());
+        let payload = envelope.payload.get().as_bytes();
+        if let Some(d) = decode_envelope_borrowed(payload, layouts.as_deref(), &self.fields) {
+            return d;
+        }
         match serde_json::from_str::<Json>(envelope.payload.get()) {
             Ok(Json::Null) => Decoding::skipped("tombstone"),
             Ok(Json::Object(p)) => decode_payload(p, layouts.as_deref()),
@@ -116,9 +123,9 @@ pub(crate) struct Layouts {
 
 /// The columns of a row image in schema order (without `__` fields), and how each is converted.
 #[derive(Debug)]
-struct RowLayout {
-    fields: Arc<Vec<Field>>,
-    kinds: Vec<ConnectKind>,
+pub(crate) struct RowLayout {
+    pub(crate) fields: Arc<Vec<Field>>,
+    pub(crate) kinds: Vec<ConnectKind>,
 }
 
 impl RowLayout {
@@ -147,7 +154,7 @@ impl Layouts {
         }
     }
 
-    fn image(&self, name: &str) -> Option<&RowLayout> {
+    pub(crate) fn image(&self, name: &str) -> Option<&RowLayout> {
         match name {
             "before" => self.before.as_ref(),
             _ => self.after.as_ref(),
@@ -217,7 +224,37 @@ fn decode_payload(payload: Map<String, Json>, schema: Option<&Layouts>) -> Decod
 }
 
 fn decode_envelope(payload: Map<String, Json>, schema: Option<&Layouts>) -> Decoding {
-    let op = match payload.get("op") {
+    let image = |name: &str| -> Result<Option<Row>, String> {
+        match payload.get(name) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Object(row)) => {
+                let layout = schema.and_then(|s| s.image(name));
+                decode_row(row, layout)
+                    .map(Some)
+                    .map_err(|e| format!("`{name}`.{e}"))
+            }
+            Some(other) => Err(format!(
+                "`{name}` must be an object, found {}",
+                kind_of(other)
+            )),
+        }
+    };
+    envelope_event(
+        payload.get("op"),
+        payload.get("source").and_then(Json::as_object),
+        || image("before"),
+        || image("after"),
+    )
+}
+
+/// An envelope's event from its parts, checked in this order: the op, the source's LSNs, the images.
+pub(crate) fn envelope_event(
+    op: Option<&Json>,
+    source: Option<&Map<String, Json>>,
+    before: impl FnOnce() -> Result<Option<Row>, String>,
+    after: impl FnOnce() -> Result<Option<Row>, String>,
+) -> Decoding {
+    let op = match op {
         Some(Json::String(code)) => match code.as_str() {
             "c" => Op::Create,
             "u" => Op::Update,
@@ -234,7 +271,6 @@ fn decode_envelope(payload: Map<String, Json>, schema: Option<&Layouts>) -> Deco
         }
         None => return Decoding::failed("missing `op`"),
     };
-    let source = payload.get("source").and_then(Json::as_object);
     let lsn = match source.map(lsn_from_source).transpose() {
         Ok(lsn) => lsn.flatten(),
         Err(e) => return Decoding::failed(e),
@@ -246,26 +282,11 @@ fn decode_envelope(payload: Map<String, Json>, schema: Option<&Layouts>) -> Deco
             table: table.to_string(),
         })
     });
-    let image = |name: &str| -> Result<Option<Row>, String> {
-        match payload.get(name) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Object(row)) => {
-                let layout = schema.and_then(|s| s.image(name));
-                decode_row(row, layout)
-                    .map(Some)
-                    .map_err(|e| format!("`{name}`.{e}"))
-            }
-            Some(other) => Err(format!(
-                "`{name}` must be an object, found {}",
-                kind_of(other)
-            )),
-        }
-    };
-    let before = match image("before") {
+    let before = match before() {
         Ok(r) => r,
         Err(e) => return Decoding::failed(e),
     };
-    let after = match image("after") {
+    let after = match after() {
         Ok(r) => r,
         Err(e) => return Decoding::failed(e),
     };
@@ -647,6 +668,53 @@ mod cached_decoder_tests {
         assert!(with_schema > 100);
         let cached = decoder.schemas.read().map(|c| c.len()).unwrap_or(0);
         assert_eq!(cached, 1, "one distinct schema in the sample");
+    }
+
+    #[test]
+    fn schemaless_envelopes_decode_without_a_tree_exactly_as_with_one() {
+        let decoder = JsonDecoder::new();
+        let mut lines = Vec::new();
+        for line in SAMPLE.lines() {
+            let json: Json = serde_json::from_str(line).unwrap();
+            lines.push(match json.get("payload") {
+                Some(p) => p.to_string(),
+                None => line.to_string(),
+            });
+        }
+        let edge = [
+            r#"{"op":"c","after":{"id":1,"n":"a\u00e9\"b","f":1.5,"big":18446744073709551615,"o":{"x":[1,2]},"z":null},"source":{"table":"T","schema":"dbo","commit_lsn":"00000027:00000758:0001","change_lsn":"00000027:00000758:0002","event_serial_no":1}}"#,
+            r#"{"op":"d","before":{"id":1},"after":null,"source":{"table":"T"}}"#,
+            r#"{"op":"d","after":{"id":1}}"#,
+            r#"{"op":"c","before":{"id":1}}"#,
+            r#"{"op":"x","after":{"id":1}}"#,
+            r#"{"op":7,"after":{"id":1}}"#,
+            r#"{"op":"c","after":{"id":1,"id":2}}"#,
+            r#"{"op":"c","op":"u","after":{"id":1}}"#,
+            r#"{"op":"c","after":{"i\u0064":1}}"#,
+            r#"{"op":"c","after":{"id":1},"source":"nope"}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":"zz"}}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":"00000027:00000758:0001","event_serial_no":"x"}}"#,
+            r#"{"op":"c","after":[1]}"#,
+            r#"{"op":"c","after":{"id":1},"__deleted":"true"}"#,
+            r#"{"op":"t","source":{"table":"T"},"before":null}"#,
+            r#"{"before":null,"after":{"id":1}}"#,
+            r#"{"id":1,"name":"flat"}"#,
+        ];
+        lines.extend(edge.iter().map(|s| s.to_string()));
+        for line in &lines {
+            assert_eq!(
+                decoder.decode(line.as_bytes()),
+                decode_json(line.as_bytes()),
+                "{line}"
+            );
+        }
+        // and the borrowed path really is the one taken for ordinary envelopes
+        assert!(crate::borrowed::decode_envelope_borrowed(
+            lines[0].as_bytes(),
+            None,
+            &crate::borrowed::FieldCache::default()
+        )
+        .is_some());
     }
 
     #[test]

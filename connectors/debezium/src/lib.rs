@@ -2,6 +2,7 @@
 //! out), the JSON-lines file source used for local runs, and the Kafka source.
 
 mod avro;
+mod borrowed;
 mod connect;
 mod envelope;
 mod file_source;

@@ -1,0 +1,217 @@
+//! The fast path of [`crate::JsonDecoder`] for the common Debezium envelope (`before`, `after`, `source`,
+//! `op`): the message is read without building a JSON tree; only the scalar values and the few `source`
+//! fields that matter are parsed. Anything unusual (escaped keys, duplicate keys, ExtractNewRecordState
+//! markers, an image or `source` that is not an object) returns `None`, and the caller decodes the message
+//! with the tree decoder, so both paths give the same result for every input.
+
+use crate::connect::infer;
+use crate::envelope::{envelope_event, Decoding, Layouts, RowLayout};
+use lakefold_api::{Field, Row};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value as Json};
+use std::sync::{Arc, RwLock};
+
+/// A JSON object's entries in order, values unparsed. Keys must be plain (no escapes).
+pub(crate) struct RawObject<'a>(pub Vec<(&'a str, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(k) = map.next_key::<&'de str>()? {
+                    out.push((k, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(RawObject(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The envelope's fields lakefold reads; others (`ts_ms`, `transaction`) are skipped unparsed.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    op: Option<&'a RawValue>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(borrow)]
+    before: Option<&'a RawValue>,
+    #[serde(borrow)]
+    after: Option<&'a RawValue>,
+}
+
+/// Row layouts of schemaless images seen so far (the same columns come again and again).
+#[derive(Default)]
+pub(crate) struct FieldCache {
+    layouts: RwLock<Vec<Arc<Vec<Field>>>>,
+}
+
+const FIELD_CACHE_ENTRIES: usize = 64;
+
+impl FieldCache {
+    /// The shared field list named like `keys`, or `None` when `keys` has a duplicate.
+    fn fields(&self, keys: &[&str]) -> Option<Arc<Vec<Field>>> {
+        let same = |f: &Vec<Field>| {
+            f.len() == keys.len()
+                && f.iter()
+                    .zip(keys)
+                    .all(|(f, k)| f.name == *k && f.ty.is_none())
+        };
+        if let Ok(cache) = self.layouts.read() {
+            if let Some(hit) = cache.iter().find(|f| same(f)) {
+                return Some(hit.clone());
+            }
+        }
+        for (i, k) in keys.iter().enumerate() {
+            if keys[..i].contains(k) {
+                return None;
+            }
+        }
+        let fields = Arc::new(
+            keys.iter()
+                .map(|k| Field {
+                    name: k.to_string(),
+                    ty: None,
+                })
+                .collect::<Vec<_>>(),
+        );
+        if let Ok(mut cache) = self.layouts.write() {
+            if cache.len() >= FIELD_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.push(fields.clone());
+        }
+        Some(fields)
+    }
+}
+
+fn parse(raw: &RawValue) -> Option<Json> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+fn starts_object(raw: &RawValue) -> bool {
+    raw.get().trim_start().starts_with('{')
+}
+
+/// Decodes `bytes` as an envelope without a tree, or `None` when the tree decoder must.
+pub(crate) fn decode_envelope_borrowed(
+    bytes: &[u8],
+    schema: Option<&Layouts>,
+    fields: &FieldCache,
+) -> Option<Decoding> {
+    // ExtractNewRecordState markers (or any `__` key) make the tree decoder decide the form.
+    if bytes.windows(3).any(|w| w == b"\"__") {
+        return None;
+    }
+    let env: Envelope = serde_json::from_slice(bytes).ok()?;
+    let op = parse(env.op?)?;
+    if env.before.is_none() && env.after.is_none() {
+        return None;
+    }
+    let source = match env.source {
+        Some(raw) if starts_object(raw) => Some(source_fields(raw)?),
+        _ => None,
+    };
+    let before = image(
+        env.before,
+        schema.and_then(|s| s.image("before")),
+        fields,
+        "before",
+    )?;
+    let after = image(
+        env.after,
+        schema.and_then(|s| s.image("after")),
+        fields,
+        "after",
+    )?;
+    Some(envelope_event(
+        Some(&op),
+        source.as_ref(),
+        || before,
+        || after,
+    ))
+}
+
+/// The `source` fields the event needs (LSNs, schema, table), as a small map for `lsn_from_source`.
+fn source_fields(raw: &RawValue) -> Option<Map<String, Json>> {
+    let obj: RawObject = serde_json::from_str(raw.get()).ok()?;
+    let mut out = Map::new();
+    for (k, v) in obj.0 {
+        if matches!(
+            k,
+            "commit_lsn" | "change_lsn" | "event_serial_no" | "schema" | "table"
+        ) {
+            if out.contains_key(k) {
+                return None;
+            }
+            out.insert(k.to_string(), parse(v)?);
+        }
+    }
+    Some(out)
+}
+
+/// One image: absent or null → no row; an object → its row; anything else → the tree decoder.
+fn image(
+    raw: Option<&RawValue>,
+    layout: Option<&RowLayout>,
+    fields: &FieldCache,
+    name: &str,
+) -> Option<Result<Option<Row>, String>> {
+    let Some(raw) = raw else {
+        return Some(Ok(None));
+    };
+    if raw.get().trim() == "null" {
+        return Some(Ok(None));
+    }
+    if !starts_object(raw) {
+        return None;
+    }
+    let row: RawObject = serde_json::from_str(raw.get()).ok()?;
+    let decoded = match layout {
+        Some(l) => typed_row(&row, l)?,
+        None => {
+            let keys: Vec<&str> = row.0.iter().map(|(k, _)| *k).collect();
+            let fields = fields.fields(&keys)?;
+            let values = row
+                .0
+                .iter()
+                .map(|(_, v)| parse(v).map(|j| infer(&j)))
+                .collect::<Option<Vec<_>>>()?;
+            Ok(Row { fields, values })
+        }
+    };
+    Some(decoded.map(Some).map_err(|e| format!("`{name}`.{e}")))
+}
+
+/// A row by its schema layout: values by field name (the tree decoder reads them the same way).
+fn typed_row(row: &RawObject, layout: &RowLayout) -> Option<Result<Row, String>> {
+    for (i, (k, _)) in row.0.iter().enumerate() {
+        if row.0[..i].iter().any(|(other, _)| other == k) {
+            return None;
+        }
+    }
+    let mut values = Vec::with_capacity(layout.kinds.len());
+    for (field, kind) in layout.fields.iter().zip(&layout.kinds) {
+        let json = match row.0.iter().find(|(k, _)| *k == field.name) {
+            Some((_, v)) => parse(v)?,
+            None => Json::Null,
+        };
+        match kind.convert(&json) {
+            Ok(v) => values.push(v),
+            Err(e) => return Some(Err(format!("{}: {e}", field.name))),
+        }
+    }
+    Some(Ok(Row {
+        fields: layout.fields.clone(),
+        values,
+    }))
+}
