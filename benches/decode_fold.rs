@@ -1,5 +1,7 @@
-//! Throughput of the per-record hot path: Debezium JSON decoding (with schema), route projection and the
-//! keyed fold. Input: the bundled sample (`config/sample/sales.jsonl`), decoded once per iteration.
+//! Throughput of the per-record hot path: Debezium JSON decoding (with and without the embedded schema;
+//! the tree decoder `decode_json` and the caching, borrowing `JsonDecoder` the sources use), route
+//! projection and the keyed fold. Input: the bundled sample (`config/sample/sales.jsonl`) and its
+//! schemaless form (each line's `payload`).
 //!
 //!     cargo bench --bench decode_fold
 
@@ -7,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lakefold::config::load;
 use lakefold::fold::{project, Fold, Projected, RouteSpec};
 use lakefold_api::{Decoded, Position, StreamPosition};
-use lakefold_debezium::decode_json;
+use lakefold_debezium::{decode_json, JsonDecoder};
 use std::path::Path;
 
 fn sample() -> Vec<Vec<u8>> {
@@ -29,16 +31,37 @@ fn bench(c: &mut Criterion) {
             return;
         }
     };
-    let mut group = c.benchmark_group("sample");
-    group.throughput(Throughput::Bytes(bytes as u64));
-    group.bench_function("decode", |b| {
-        b.iter(|| {
-            lines
-                .iter()
-                .filter(|l| matches!(decode_json(l).decoded, Decoded::Event(_)))
-                .count()
+    let schemaless: Vec<Vec<u8>> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .map(|j| {
+            j.get("payload")
+                .cloned()
+                .unwrap_or(j)
+                .to_string()
+                .into_bytes()
         })
-    });
+        .collect();
+    let events = |decode: &dyn Fn(&[u8]) -> Decoded, input: &[Vec<u8>]| {
+        input
+            .iter()
+            .filter(|l| matches!(decode(l), Decoded::Event(_)))
+            .count()
+    };
+    let mut group = c.benchmark_group("sample");
+    for (name, input) in [("with schema", &lines), ("schemaless", &schemaless)] {
+        group.throughput(Throughput::Bytes(
+            input.iter().map(Vec::len).sum::<usize>() as u64
+        ));
+        group.bench_function(format!("decode_json {name}"), |b| {
+            b.iter(|| events(&|l| decode_json(l).decoded, input))
+        });
+        let decoder = JsonDecoder::new();
+        group.bench_function(format!("JsonDecoder {name}"), |b| {
+            b.iter(|| events(&|l| decoder.decode(l).decoded, input))
+        });
+    }
+    let _ = bytes;
     group.throughput(Throughput::Elements(lines.len() as u64));
     group.bench_function("decode+project+fold (6 routes)", |b| {
         b.iter(|| {
@@ -48,8 +71,9 @@ fn bench(c: &mut Criterion) {
                 .map(|r| RouteSpec::new(r, None))
                 .collect();
             let mut folds: Vec<Fold> = routes.iter().map(|_| Fold::default()).collect();
+            let decoder = JsonDecoder::new();
             for (i, line) in lines.iter().enumerate() {
-                let d = decode_json(line);
+                let d = decoder.decode(line);
                 let Decoded::Event(e) = d.decoded else {
                     continue;
                 };
