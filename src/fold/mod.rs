@@ -9,6 +9,7 @@ pub use route::{RouteSpec, HIVE_DEFAULT_PARTITION};
 
 use crate::sink::{RowChange, StagedRow};
 use lakefold_api::Position;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 /// One key's surviving change within a batch.
@@ -20,19 +21,26 @@ pub struct FoldEntry {
     pub change: RowChange,
 }
 
-/// Per-key last value of one route for the batch being built.
+/// Per-key last value of one route for the batch being built. The key lives once, as the map's key (the
+/// stored entries' `record_key` is empty until `drain`); the map hashes with foldhash (keys are not
+/// attacker-chosen in a way that matters here: a collision costs time, never correctness).
 #[derive(Debug, Default)]
 pub struct Fold {
-    entries: HashMap<String, FoldEntry>,
+    entries: HashMap<String, FoldEntry, foldhash::fast::RandomState>,
 }
 
 impl Fold {
     /// Keeps `entry` if it is newer (greater source position) than what the key holds.
-    pub fn add(&mut self, entry: FoldEntry) {
-        match self.entries.get(&entry.record_key) {
-            Some(existing) if existing.position >= entry.position => {}
-            _ => {
-                self.entries.insert(entry.record_key.clone(), entry);
+    pub fn add(&mut self, mut entry: FoldEntry) {
+        let key = std::mem::take(&mut entry.record_key);
+        match self.entries.entry(key) {
+            Entry::Occupied(mut existing) => {
+                if existing.get().position < entry.position {
+                    existing.insert(entry);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(entry);
             }
         }
     }
@@ -50,8 +58,8 @@ impl Fold {
         let mut rows: Vec<StagedRow> = self
             .entries
             .drain()
-            .map(|(_, e)| StagedRow {
-                record_key: e.record_key,
+            .map(|(record_key, e)| StagedRow {
+                record_key,
                 partition_path: e.partition_path,
                 position: e.position.order_key(),
                 change: e.change,
