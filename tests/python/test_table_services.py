@@ -107,7 +107,8 @@ def test_a_daemon_committing_every_second_keeps_tables_and_timelines_bounded_and
     for table, (ratio, entries) in worst.items():
         # Default retention: 10 commits, so at most 10 retained + 1 before them + 1 being written per group.
         assert ratio <= 12, "%s: data files reached %.1f x the live slices" % (table, ratio)
-        assert entries <= 200, "%s: .hoodie held %d files" % (table, entries)
+        # At most 31 commits and about ten cleans of three files each, plus the bookkeeping.
+        assert entries <= 150, "%s: .hoodie held %d files" % (table, entries)
     for table in ("sales", "agents"):
         t = lake / table
         # Archival keeps between 20 and 30 completed commits; a pending instant never stays behind.

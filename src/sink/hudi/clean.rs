@@ -190,17 +190,25 @@ impl HudiTable {
         self.reload_timeline().await
     }
 
-    /// The earliest commit the newest completed clean retained (archival never goes past it).
-    pub(super) async fn last_clean_retained(&self) -> Result<Option<Instant>, HudiError> {
-        let Some((_, file)) = self.timeline.completed_cleans().last().copied() else {
+    /// The earliest commit the newest completed clean retained (archival never goes past it); read once
+    /// per clean instant.
+    pub(super) async fn last_clean_retained(&mut self) -> Result<Option<Instant>, HudiError> {
+        let Some((instant, file)) = self.timeline.completed_cleans().last().copied() else {
             return Ok(None);
         };
+        if let Some((seen, retained)) = &self.last_clean {
+            if seen == instant {
+                return Ok(retained.clone());
+            }
+        }
         let path = Self::hoodie(&self.base).join(file.file_name.as_str());
         let bytes = super::parquet_io::read_object(&self.store, &self.name, &path).await?;
-        match CleanMetadata::earliest_commit_to_retain(&bytes) {
-            Ok(text) => Ok(Instant::parse(&text)),
-            Err(message) => Err(self.data_error(format!("{path}: {message}"))),
-        }
+        let retained = match CleanMetadata::earliest_commit_to_retain(&bytes) {
+            Ok(text) => Instant::parse(&text),
+            Err(message) => return Err(self.data_error(format!("{path}: {message}"))),
+        };
+        self.last_clean = Some((instant.clone(), retained.clone()));
+        Ok(retained)
     }
 }
 

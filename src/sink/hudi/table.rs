@@ -31,6 +31,8 @@ pub struct HudiTable {
     pub(super) owner: String,
     /// The table's URI (`file:/…`, `s3://…`), for the full paths Hudi records in clean plans.
     pub(super) location: String,
+    /// The newest completed clean read so far and the earliest commit it retained (archival's limit).
+    pub(super) last_clean: Option<(Instant, Option<Instant>)>,
 }
 
 impl HudiTable {
@@ -107,6 +109,7 @@ impl HudiTable {
             view: None,
             owner: uuid::Uuid::new_v4().to_string(),
             location: String::new(),
+            last_clean: None,
         };
         table.location = table.base.to_string();
         table.reload_timeline().await?;
@@ -163,6 +166,7 @@ impl HudiTable {
             timeline: Timeline::default(),
             view: None,
             owner: uuid::Uuid::new_v4().to_string(),
+            last_clean: None,
         })
     }
 
