@@ -5,7 +5,8 @@
 //! with the tree decoder, so both paths give the same result for every input.
 
 use crate::connect::infer;
-use crate::envelope::{envelope_event, Decoding, Layouts, RowLayout};
+use crate::decoder::{Layouts, RowLayout};
+use crate::envelope::{envelope_event, Decoding};
 use lakefold_api::{Field, Row};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;

@@ -7,11 +7,10 @@
 //!   `__deleted`, `__table`/`__source_table`, `__source_schema`, `__source_commit_lsn`, ... fields;
 //! - `null` (a tombstone) and blank input, which are skipped.
 
-use crate::borrowed::decode_envelope_borrowed;
-use crate::connect::{infer, ConnectKind, ConnectSchema};
+use crate::connect::{infer, ConnectSchema};
+pub(crate) use crate::decoder::{Layouts, RowLayout};
 use lakefold_api::{ChangeEvent, Decoded, Field, Lsn, LsnPosition, Op, Row, TableId, Value};
 use serde_json::{Map, Value as Json};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The result of decoding one message: the record and, when the message carries them, its LSNs.
@@ -29,7 +28,7 @@ impl Decoding {
         }
     }
 
-    fn skipped(reason: &'static str) -> Decoding {
+    pub(crate) fn skipped(reason: &'static str) -> Decoding {
         Decoding {
             decoded: Decoded::Skipped(reason),
             lsn: None,
@@ -43,126 +42,7 @@ pub fn decode_json(bytes: &[u8]) -> Decoding {
     decode_json_uncached(bytes)
 }
 
-/// The message form of JsonConverter with `schemas.enable=true`, borrowed: the schema is not parsed.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SchemaEnvelope<'a> {
-    #[serde(borrow)]
-    schema: &'a serde_json::value::RawValue,
-    #[serde(borrow)]
-    payload: &'a serde_json::value::RawValue,
-}
-
-/// Most distinct schemas a decoder remembers (a topic has one per table version).
-const SCHEMA_CACHE_ENTRIES: usize = 256;
-
-/// Decodes messages, remembering every Connect schema it has seen by its exact bytes: an envelope that
-/// embeds its schema (JsonConverter with `schemas.enable=true`, 3 KB of schema for a 300-byte row) has it
-/// parsed, and its row layouts built, once per distinct schema rather than once per message. Shared by
-/// the threads that decode one batch.
-#[derive(Default)]
-pub struct JsonDecoder {
-    schemas: std::sync::RwLock<HashMap<Box<[u8]>, Option<Arc<Layouts>>>>,
-    fields: crate::borrowed::FieldCache,
-}
-
-impl JsonDecoder {
-    pub fn new() -> JsonDecoder {
-        JsonDecoder::default()
-    }
-
-    /// Decodes one message, exactly as [`decode_json`] does.
-    pub fn decode(&self, bytes: &[u8]) -> Decoding {
-        let Ok(envelope) = serde_json::from_slice::<SchemaEnvelope>(bytes) else {
-            return decode_envelope_borrowed(bytes, None, &self.fields)
-                .unwrap_or_else(|| decode_json_uncached(bytes));
-        };
-        let layouts = self.layouts(envelope.schema.get().as_bytes());
-        let payload = envelope.payload.get().as_bytes();
-        if let Some(d) = decode_envelope_borrowed(payload, layouts.as_deref(), &self.fields) {
-            return d;
-        }
-        match serde_json::from_str::<Json>(envelope.payload.get()) {
-            Ok(Json::Null) => Decoding::skipped("tombstone"),
-            Ok(Json::Object(p)) => decode_payload(p, layouts.as_deref()),
-            Ok(other) => Decoding::failed(format!(
-                "`payload` must be an object, found {}",
-                kind_of(&other)
-            )),
-            Err(_) => decode_json_uncached(bytes),
-        }
-    }
-
-    fn layouts(&self, schema: &[u8]) -> Option<Arc<Layouts>> {
-        if let Ok(cache) = self.schemas.read() {
-            if let Some(hit) = cache.get(schema) {
-                return hit.clone();
-            }
-        }
-        let parsed = serde_json::from_slice::<Json>(schema)
-            .ok()
-            .and_then(|j| ConnectSchema::parse(&j))
-            .map(|s| Arc::new(Layouts::of(&s)));
-        if let Ok(mut cache) = self.schemas.write() {
-            if cache.len() >= SCHEMA_CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(schema.into(), parsed.clone());
-        }
-        parsed
-    }
-}
-
-/// The row layouts of an envelope schema (`before` and `after`) or of a flattened row's schema.
-#[derive(Debug)]
-pub(crate) struct Layouts {
-    before: Option<RowLayout>,
-    after: Option<RowLayout>,
-    flat: Option<RowLayout>,
-}
-
-/// The columns of a row image in schema order (without `__` fields), and how each is converted.
-#[derive(Debug)]
-pub(crate) struct RowLayout {
-    pub(crate) fields: Arc<Vec<Field>>,
-    pub(crate) kinds: Vec<ConnectKind>,
-}
-
-impl RowLayout {
-    fn of(schema: &ConnectSchema) -> Option<RowLayout> {
-        if schema.fields.is_empty() {
-            return None;
-        }
-        let (fields, kinds): (Vec<Field>, Vec<ConnectKind>) = schema
-            .row_fields()
-            .into_iter()
-            .filter(|(f, _)| !f.name.starts_with("__"))
-            .unzip();
-        Some(RowLayout {
-            fields: Arc::new(fields),
-            kinds,
-        })
-    }
-}
-
-impl Layouts {
-    pub(crate) fn of(schema: &ConnectSchema) -> Layouts {
-        Layouts {
-            before: schema.child("before").and_then(RowLayout::of),
-            after: schema.child("after").and_then(RowLayout::of),
-            flat: RowLayout::of(schema),
-        }
-    }
-
-    pub(crate) fn image(&self, name: &str) -> Option<&RowLayout> {
-        match name {
-            "before" => self.before.as_ref(),
-            _ => self.after.as_ref(),
-        }
-    }
-}
-
-fn decode_json_uncached(bytes: &[u8]) -> Decoding {
+pub(crate) fn decode_json_uncached(bytes: &[u8]) -> Decoding {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Decoding::skipped("blank line");
     }
@@ -208,7 +88,7 @@ fn decode_object(mut obj: Map<String, Json>) -> Decoding {
     decode_payload(obj, None)
 }
 
-fn decode_payload(payload: Map<String, Json>, schema: Option<&Layouts>) -> Decoding {
+pub(crate) fn decode_payload(payload: Map<String, Json>, schema: Option<&Layouts>) -> Decoding {
     // ExtractNewRecordState's fields (`__op`, `__deleted`, `__source_*`, ...) mark a flattened row, even one
     // whose table has columns called `op`, `before` or `after`; otherwise an envelope has `op` and images.
     let flattened_markers = payload.keys().any(|k| k.starts_with("__"));
@@ -451,7 +331,7 @@ fn lsn_from_source(source: &Map<String, Json>) -> Result<Option<LsnPosition>, St
     }))
 }
 
-fn kind_of(json: &Json) -> &'static str {
+pub(crate) fn kind_of(json: &Json) -> &'static str {
     match json {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",
@@ -643,101 +523,6 @@ mod tests {
         ];
         for s in samples {
             let _ = decode_json(s);
-        }
-    }
-}
-
-#[cfg(test)]
-mod cached_decoder_tests {
-    use super::*;
-
-    const SAMPLE: &str = include_str!("../../../config/sample/sales.jsonl");
-
-    #[test]
-    fn the_caching_decoder_decodes_every_sample_line_as_the_plain_decoder_does() {
-        let decoder = JsonDecoder::new();
-        let mut with_schema = 0;
-        for line in SAMPLE.lines() {
-            assert_eq!(
-                decoder.decode(line.as_bytes()),
-                decode_json(line.as_bytes()),
-                "{line}"
-            );
-            with_schema += usize::from(line.starts_with("{\"schema\""));
-        }
-        assert!(with_schema > 100);
-        let cached = decoder.schemas.read().map(|c| c.len()).unwrap_or(0);
-        assert_eq!(cached, 1, "one distinct schema in the sample");
-    }
-
-    #[test]
-    fn schemaless_envelopes_decode_without_a_tree_exactly_as_with_one() {
-        let decoder = JsonDecoder::new();
-        let mut lines = Vec::new();
-        for line in SAMPLE.lines() {
-            let json: Json = serde_json::from_str(line).unwrap();
-            lines.push(match json.get("payload") {
-                Some(p) => p.to_string(),
-                None => line.to_string(),
-            });
-        }
-        let edge = [
-            r#"{"op":"c","after":{"id":1,"n":"a\u00e9\"b","f":1.5,"big":18446744073709551615,"o":{"x":[1,2]},"z":null},"source":{"table":"T","schema":"dbo","commit_lsn":"00000027:00000758:0001","change_lsn":"00000027:00000758:0002","event_serial_no":1}}"#,
-            r#"{"op":"d","before":{"id":1},"after":null,"source":{"table":"T"}}"#,
-            r#"{"op":"d","after":{"id":1}}"#,
-            r#"{"op":"c","before":{"id":1}}"#,
-            r#"{"op":"x","after":{"id":1}}"#,
-            r#"{"op":7,"after":{"id":1}}"#,
-            r#"{"op":"c","after":{"id":1,"id":2}}"#,
-            r#"{"op":"c","op":"u","after":{"id":1}}"#,
-            r#"{"op":"c","after":{"i\u0064":1}}"#,
-            r#"{"op":"c","after":{"id":1},"source":"nope"}"#,
-            r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":"zz"}}"#,
-            r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":"00000027:00000758:0001","event_serial_no":"x"}}"#,
-            r#"{"op":"c","after":[1]}"#,
-            r#"{"op":"c","after":{"id":1},"__deleted":"true"}"#,
-            r#"{"op":"t","source":{"table":"T"},"before":null}"#,
-            r#"{"before":null,"after":{"id":1}}"#,
-            r#"{"id":1,"name":"flat"}"#,
-        ];
-        lines.extend(edge.iter().map(|s| s.to_string()));
-        for line in &lines {
-            assert_eq!(
-                decoder.decode(line.as_bytes()),
-                decode_json(line.as_bytes()),
-                "{line}"
-            );
-        }
-        // and the borrowed path really is the one taken for ordinary envelopes
-        assert!(crate::borrowed::decode_envelope_borrowed(
-            lines[0].as_bytes(),
-            None,
-            &crate::borrowed::FieldCache::default()
-        )
-        .is_some());
-    }
-
-    #[test]
-    fn a_changed_schema_gets_its_own_layout_and_bad_input_still_fails_the_same_way() {
-        let decoder = JsonDecoder::new();
-        let msg = |ty: &str, v: &str| {
-            format!(
-                r#"{{"schema":{{"type":"struct","fields":[{{"type":"struct","field":"after","fields":[{{"type":"{ty}","field":"id"}}]}}]}},"payload":{{"op":"c","after":{{"id":{v}}},"source":{{"table":"T"}}}}}}"#
-            )
-        };
-        let a = msg("int32", "7");
-        let b = msg("string", "\"7\"");
-        for m in [&a, &b, &a] {
-            assert_eq!(decoder.decode(m.as_bytes()), decode_json(m.as_bytes()));
-        }
-        assert_ne!(decoder.decode(a.as_bytes()), decoder.decode(b.as_bytes()));
-        for bad in [
-            &b"{\"schema\":{},\"payload\":[1]}"[..],
-            b"{\"schema\":",
-            b"",
-            b"null",
-        ] {
-            assert_eq!(decoder.decode(bad), decode_json(bad));
         }
     }
 }

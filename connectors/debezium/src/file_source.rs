@@ -1,7 +1,8 @@
 //! The Debezium JSON-lines file source: each line is one Kafka message value as Debezium's JsonConverter
 //! writes it. Reads append-only: the checkpoint is the last line consumed and the byte offset after it.
 
-use crate::envelope::{Decoding, JsonDecoder};
+use crate::decoder::JsonDecoder;
+use crate::envelope::Decoding;
 use bytes::Bytes;
 use lakefold_api::{
     BatchLimits, ChangeBatch, Checkpoint, FileCheckpoint, Position, SourceError, SourceRecord,

@@ -6,7 +6,8 @@
 //! committed after table commits for lag monitoring only.
 
 use crate::avro::{confluent_schema_id, decode_confluent_avro, WriterSchema};
-use crate::envelope::{Decoding, JsonDecoder};
+use crate::decoder::JsonDecoder;
+use crate::envelope::Decoding;
 use crate::registry::{RegistryError, SchemaRegistry};
 use bytes::Bytes;
 use lakefold_api::{

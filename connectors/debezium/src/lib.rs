@@ -4,6 +4,7 @@
 mod avro;
 mod borrowed;
 mod connect;
+mod decoder;
 mod envelope;
 mod file_source;
 mod kafka;
@@ -11,7 +12,8 @@ mod registry;
 
 pub use avro::{confluent_schema_id, decode_confluent_avro, WriterSchema};
 pub use connect::{ConnectKind, ConnectSchema};
-pub use envelope::{decode_json, Decoding, JsonDecoder};
+pub use decoder::JsonDecoder;
+pub use envelope::{decode_json, Decoding};
 pub use file_source::FileSource;
 pub use kafka::{KafkaFormat, KafkaOptions, KafkaSource};
 pub use registry::{RegistryError, SchemaRegistry};
