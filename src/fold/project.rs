@@ -35,8 +35,14 @@ pub fn project(
     // must not choose a column's type for the rest of the table's life.
     let mut types = route.types.clone();
     let mut values = Vec::with_capacity(route.projection.len() + 2);
+    let positions = route.column_positions(&image.fields);
     for (i, (out, input)) in route.projection.iter().enumerate() {
-        let (declared, value) = match image.get(input) {
+        let (declared, value) = match positions
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|p| image.at(p))
+        {
             Some((field, value)) => (field.ty, value.clone()),
             None if route.key.contains(&i) => {
                 return Err(format!("key column `{input}` is missing from the row"))
@@ -236,6 +242,38 @@ mod tests {
             panic!("expected an entry");
         };
         assert_eq!(entry.record_key, "7");
+    }
+
+    #[test]
+    fn rows_with_a_shared_field_list_and_rows_with_another_order_project_alike() {
+        let mut r = route(OnDelete::Ignore, &["a"], &["a", "b"], &[]);
+        let first = event(Op::Create, &[("a", Value::Int(1)), ("b", Value::Int(2))]);
+        // The same field list (shared Arc), other values: the cached positions apply.
+        let mut same = first.clone();
+        if let Some(row) = same.after.as_mut() {
+            row.values = vec![Value::Int(3), Value::Int(4)];
+        }
+        // Another field list, other order: positions are looked up again.
+        let swapped = event(Op::Create, &[("b", Value::Int(6)), ("a", Value::Int(5))]);
+        let values = |e: &ChangeEvent, r: &mut RouteSpec, line| match project(r, e, &at(line)) {
+            Ok(Projected::Entry(FoldEntry {
+                change: RowChange::Upsert(v),
+                ..
+            })) => v[..2].to_vec(),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(
+            values(&first, &mut r, 1),
+            vec![Value::Bigint(1), Value::Bigint(2)]
+        );
+        assert_eq!(
+            values(&same, &mut r, 2),
+            vec![Value::Bigint(3), Value::Bigint(4)]
+        );
+        assert_eq!(
+            values(&swapped, &mut r, 3),
+            vec![Value::Bigint(5), Value::Bigint(6)]
+        );
     }
 
     #[test]

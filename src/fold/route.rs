@@ -3,7 +3,8 @@
 
 use crate::config::{OnDelete, RouteConfig};
 use crate::schema::{Column, TableSchema, DELETED_COLUMN, POSITION_COLUMN};
-use lakefold_api::{LogicalType, TableId};
+use lakefold_api::{Field, LogicalType, Row, TableId};
+use std::sync::Arc;
 
 /// Hive's name for the partition of null values (what Hudi writes for a null partition column).
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -26,6 +27,9 @@ pub struct RouteSpec {
     /// Record keys read `col:value,...` (Hudi ComplexKeyGenerator: several key columns, or several
     /// partition columns) rather than the bare value.
     pub complex_keys: bool,
+    /// The last row field list seen and where each projected column is in it (rows decoded with the same
+    /// schema share their field list, so the names are looked up once).
+    lookup: Option<(Arc<Vec<Field>>, Arc<[Option<usize>]>)>,
 }
 
 impl RouteSpec {
@@ -45,6 +49,7 @@ impl RouteSpec {
             })
             .collect();
         RouteSpec {
+            lookup: None,
             complex_keys: crate::sink::hudi::uses_complex_keys(
                 route.key.len(),
                 route.partition_by.len(),
@@ -58,6 +63,23 @@ impl RouteSpec {
             types,
             on_delete: route.on_delete,
         }
+    }
+
+    /// Where each projected input column is in rows with `fields` ([`Row::position_of`]), cached for the
+    /// last field list.
+    pub fn column_positions(&mut self, fields: &Arc<Vec<Field>>) -> Arc<[Option<usize>]> {
+        if let Some((known, positions)) = &self.lookup {
+            if Arc::ptr_eq(known, fields) {
+                return positions.clone();
+            }
+        }
+        let positions: Arc<[Option<usize>]> = self
+            .projection
+            .iter()
+            .map(|(_, input)| Row::position_of(fields, input))
+            .collect();
+        self.lookup = Some((fields.clone(), positions.clone()));
+        positions
     }
 
     /// Output names of the key columns.

@@ -93,16 +93,22 @@ pub struct Row {
 impl Row {
     /// The column called `name`: exact match first, then ASCII case-insensitive (SQL Server names are).
     pub fn get(&self, name: &str) -> Option<(&Field, &Value)> {
-        let idx = self
-            .fields
-            .iter()
-            .position(|f| f.name == name)
-            .or_else(|| {
-                self.fields
-                    .iter()
-                    .position(|f| f.name.eq_ignore_ascii_case(name))
-            })?;
+        let idx = Row::position_of(&self.fields, name)?;
         Some((&self.fields[idx], self.values.get(idx)?))
+    }
+
+    /// Where [`Row::get`] finds `name` among `fields` (rows that share a field list share the answer).
+    pub fn position_of(fields: &[Field], name: &str) -> Option<usize> {
+        fields.iter().position(|f| f.name == name).or_else(|| {
+            fields
+                .iter()
+                .position(|f| f.name.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// The field and value at `idx`.
+    pub fn at(&self, idx: usize) -> Option<(&Field, &Value)> {
+        Some((self.fields.get(idx)?, self.values.get(idx)?))
     }
 }
 
