@@ -264,15 +264,12 @@ mod tests {
         };
         assert_eq!(
             values(&first, &mut r, 1),
-            vec![Value::Bigint(1), Value::Bigint(2)]
+            vec![Value::Int(1), Value::Int(2)]
         );
-        assert_eq!(
-            values(&same, &mut r, 2),
-            vec![Value::Bigint(3), Value::Bigint(4)]
-        );
+        assert_eq!(values(&same, &mut r, 2), vec![Value::Int(3), Value::Int(4)]);
         assert_eq!(
             values(&swapped, &mut r, 3),
-            vec![Value::Bigint(5), Value::Bigint(6)]
+            vec![Value::Int(5), Value::Int(6)]
         );
     }
 
