@@ -12,7 +12,7 @@ use super::instant::{Action, Instant, State, TimelineFile};
 use super::markers::IoType;
 use super::parquet_io::{codec, put_object};
 use super::table::HudiTable;
-use super::view::{FileGroup, FileView, GroupId, KeyEntry, PARTITION_METADATA};
+use super::view::{FileGroup, FileView, GroupId, PARTITION_METADATA};
 use super::write::{file_schema, relative_file_path, write_group, CommitContext, GroupWork};
 use crate::schema::TableSchema;
 use crate::sink::{CommitSummary, StagedRow, TableLayout};
@@ -20,7 +20,6 @@ use futures::StreamExt;
 use object_store::path::Path;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// File groups of one commit rewritten at the same time.
 const GROUP_WRITES_IN_FLIGHT: usize = 4;
@@ -333,7 +332,7 @@ impl HudiTable {
         rows: &[StagedRow],
         layout: TableLayout,
         mut extra: BTreeMap<String, String>,
-        view: &FileView,
+        mut new_view: FileView,
         work: BTreeMap<GroupId, GroupWork>,
     ) -> Result<(CommitSummary, FileView), HudiError> {
         let data_schema = avro_schema(&self.name, schema, false);
@@ -376,7 +375,6 @@ impl HudiTable {
             .collect();
         self.write_markers(&instant, &markers).await?;
 
-        let mut new_view = view.clone();
         for partition in work.keys().map(|id| id.0.clone()).collect::<BTreeSet<_>>() {
             if !new_view.partitions.contains(&partition) {
                 self.write_partition_metadata(&partition, &instant).await?;
@@ -442,21 +440,6 @@ impl HudiTable {
             summary.deletes += result.stat.num_deletes;
             summary.stale += result.stale;
             summary.files += 1;
-            for k in result.removed_keys {
-                if new_view.keys.get(&k).is_some_and(|e| *e.group == *id) {
-                    new_view.keys.remove(&k);
-                }
-            }
-            let shared = Arc::new(id.clone());
-            for (k, position) in result.written_keys {
-                new_view.keys.insert(
-                    k,
-                    KeyEntry {
-                        group: shared.clone(),
-                        position: position.into(),
-                    },
-                );
-            }
             meta.partition_to_write_stats
                 .entry(id.0.clone())
                 .or_default()
@@ -468,6 +451,7 @@ impl HudiTable {
                     file_id: id.1.clone(),
                     latest: result.file,
                     rows: result.rows,
+                    keys: result.keys,
                 },
             );
         }

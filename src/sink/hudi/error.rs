@@ -56,6 +56,16 @@ impl HudiError {
             {
                 lakefold_api::ErrorClass::Transient
             }
+            // A ranged read of a file (footers, key columns) that failed in the store underneath.
+            HudiError::Parquet {
+                source: parquet::errors::ParquetError::External(e),
+                ..
+            } if e
+                .downcast_ref::<object_store::Error>()
+                .is_some_and(|e| !matches!(e, object_store::Error::NotFound { .. })) =>
+            {
+                lakefold_api::ErrorClass::Transient
+            }
             _ => lakefold_api::ErrorClass::Fatal,
         }
     }

@@ -2,18 +2,21 @@
 
 use super::error::HudiError;
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMask};
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::{ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::basic::{LogicalType as ParquetLogicalType, Type as PhysicalType};
-use parquet::file::metadata::KeyValue;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::{SchemaDescriptor, Type};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Reads a whole object.
@@ -70,6 +73,61 @@ pub async fn read_parquet(
         })
 }
 
+/// A parquet file in an object store, read by ranges (footer first, then only the column chunks a
+/// projection needs).
+pub struct StoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+    footer_hint: usize,
+}
+
+impl StoreReader {
+    /// `footer_hint`: bytes read from the end at once (a footer that fits costs one request).
+    pub fn new(store: &Arc<dyn ObjectStore>, path: &Path, size: u64, footer_hint: usize) -> Self {
+        StoreReader {
+            store: store.clone(),
+            path: path.clone(),
+            size,
+            footer_hint: footer_hint.min(size as usize),
+        }
+    }
+}
+
+impl AsyncFileReader for StoreReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        Box::pin(async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        Box::pin(async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        Box::pin(async move {
+            let size = self.size;
+            let reader = ParquetMetaDataReader::new().with_prefetch_hint(Some(self.footer_hint));
+            Ok(Arc::new(reader.load_and_finish(self, size).await?))
+        })
+    }
+}
+
 /// Parquet codec for a route's `compression`.
 pub fn codec(c: crate::config::Compression) -> Compression {
     match c {
@@ -121,35 +179,26 @@ fn spark_parquet_schema(
     Ok(SchemaDescriptor::new(Arc::new(root)))
 }
 
-/// Encodes `batch` as a parquet file with Hudi's footer keys.
-pub fn encode_parquet(
+/// Writer options for a base file: the codec and Spark Hudi's parquet schema (the footer's key-value
+/// metadata is appended when the file is finished).
+pub fn writer_options(
     table: &str,
     path: &Path,
-    schema: SchemaRef,
-    batch: &RecordBatch,
+    schema: &arrow::datatypes::Schema,
     compression: Compression,
-    footer: Vec<(String, String)>,
-) -> Result<Vec<u8>, HudiError> {
-    let pq = |source| HudiError::Parquet {
-        table: table.to_string(),
-        path: path.to_string(),
-        source,
-    };
+) -> Result<ArrowWriterOptions, HudiError> {
     let props = WriterProperties::builder()
         .set_compression(compression)
-        .set_key_value_metadata(Some(
-            footer
-                .into_iter()
-                .map(|(k, v)| KeyValue::new(k, v))
-                .collect(),
-        ))
         .build();
-    let options = ArrowWriterOptions::new()
+    let parquet_schema =
+        spark_parquet_schema(table, schema).map_err(|source| HudiError::Parquet {
+            table: table.to_string(),
+            path: path.to_string(),
+            source,
+        })?;
+    Ok(ArrowWriterOptions::new()
         .with_properties(props)
-        .with_parquet_schema(spark_parquet_schema(table, &schema).map_err(pq)?);
-    let mut writer = ArrowWriter::try_new_with_options(Vec::new(), schema, options).map_err(pq)?;
-    writer.write(batch).map_err(pq)?;
-    writer.into_inner().map_err(pq)
+        .with_parquet_schema(parquet_schema))
 }
 
 /// Above this size a file is uploaded in parts (S3 multipart upload; a single PUT tops out at 5 GiB and

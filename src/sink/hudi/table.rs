@@ -4,6 +4,7 @@
 use super::avro_schema::parse_avro_schema;
 use super::commit_metadata::{CommitMetadata, SCHEMA_KEY};
 use super::error::HudiError;
+use super::index::locate;
 use super::instant::{Action, Instant, TimelineFile};
 use super::parquet_io::{read_object, read_parquet};
 use super::properties::{TableKey, TableProperties};
@@ -310,29 +311,18 @@ impl HudiTable {
         Ok(None)
     }
 
-    async fn view(&mut self, with_keys: bool) -> Result<&FileView, HudiError> {
-        if self.view.is_none()
-            || (with_keys
-                && self
-                    .view
-                    .as_ref()
-                    .is_some_and(|v| v.keys.is_empty() && !v.groups.is_empty()))
-        {
-            self.view = Some(
-                FileView::load(
-                    &self.store,
-                    &self.name,
-                    &self.base,
-                    &self.timeline,
-                    with_keys,
-                )
-                .await?,
-            );
+    async fn view(&mut self, with_index: bool) -> Result<&mut FileView, HudiError> {
+        let view = match self.view.take() {
+            Some(v) => v,
+            None => {
+                FileView::load(&self.store, &self.name, &self.base, &self.timeline, false).await?
+            }
+        };
+        let view = self.view.insert(view);
+        if with_index && !view.indexed {
+            view.read_footers(&self.store, &self.name).await?;
         }
-        self.view.as_ref().ok_or_else(|| HudiError::Data {
-            table: self.name.clone(),
-            message: "file view unavailable".into(),
-        })
+        Ok(view)
     }
 
     /// Partition paths that hold files (empty for an unpartitioned table).
@@ -376,11 +366,18 @@ impl HudiTable {
     ) -> Result<CommitSummary, HudiError> {
         self.view(true).await?;
         let view = self.view.take().unwrap_or_default();
+        let located = match locate(&self.store, &self.name, &view.indexed_groups(), &rows).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.view = Some(view);
+                return Err(e);
+            }
+        };
         let sizing = Sizing {
             max_file_size: layout.max_file_size,
             small_file_limit: layout.small_file_limit,
         };
-        let (work, stale) = plan(&view, &rows, sizing);
+        let (work, stale) = plan(&view, &rows, &located, sizing);
         if work.is_empty() {
             self.view = Some(view);
             return Ok(CommitSummary {
@@ -389,7 +386,7 @@ impl HudiTable {
             });
         }
         let result = self
-            .write_commit(schema, &rows, layout, extra, &view, work)
+            .write_commit(schema, &rows, layout, extra, view, work)
             .await;
         match result {
             Ok((mut summary, new_view)) => {

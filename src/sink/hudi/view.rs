@@ -1,16 +1,14 @@
-//! The file-system view: for every file group its latest committed base file, and the key index (record
-//! key → file group), built by listing the table and reading the `_hoodie_record_key` column (Hudi's
-//! SIMPLE index, global across partitions).
+//! The file-system view: for every file group its latest committed base file and, for the index, what its
+//! footer says about its keys (see `index.rs`).
 
 use super::commit_metadata::CommitMetadata;
 use super::error::HudiError;
 use super::file_name::BaseFileName;
+use super::index::{read_footer, FileKeys, IndexedGroup};
 use super::instant::{Action, Instant};
-use super::parquet_io::{read_object, read_parquet};
+use super::parquet_io::read_object;
 use super::timeline::Timeline;
-use crate::schema::POSITION_COLUMN;
-use arrow::array::{Array, AsArray};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,26 +31,24 @@ pub struct FileGroup {
     pub partition: String,
     pub file_id: String,
     pub latest: BaseFile,
-    /// Rows in the latest base file.
+    /// Rows in the latest base file (known once its footer was read).
     pub rows: u64,
+    /// What the latest base file's footer says about its keys.
+    pub keys: FileKeys,
 }
 
 /// Identifies a file group: (partition path, file id).
 pub type GroupId = (String, String);
 
-/// Where a key lives and how new its stored row is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyEntry {
-    pub group: Arc<GroupId>,
-    pub position: Box<str>,
-}
+/// Footers read at the same time when the view is indexed.
+const FOOTERS_IN_FLIGHT: usize = 8;
 
 /// What readers see: the latest committed slice of every file group.
 #[derive(Debug, Clone, Default)]
 pub struct FileView {
     pub groups: BTreeMap<GroupId, FileGroup>,
-    /// Record key → its file group and the stored row's position (`_lakefold_position`, "" if absent).
-    pub keys: HashMap<String, KeyEntry>,
+    /// Every group's footer was read (`rows` and `keys` are known).
+    pub indexed: bool,
     /// Partitions that have their `.hoodie_partition_metadata`.
     pub partitions: BTreeSet<String>,
 }
@@ -152,13 +148,13 @@ impl Slices {
 }
 
 impl FileView {
-    /// Lists the table and builds the view (and, with `with_keys`, the key index).
+    /// Lists the table and builds the view (and, with `with_index`, reads every latest file's footer).
     pub async fn load(
         store: &Arc<dyn ObjectStore>,
         table: &str,
         base: &Path,
         timeline: &Timeline,
-        with_keys: bool,
+        with_index: bool,
     ) -> Result<FileView, HudiError> {
         let slices = Slices::list(store, table, base, timeline).await?;
         let mut view = FileView {
@@ -179,57 +175,54 @@ impl FileView {
                     file_id: id.1.clone(),
                     latest,
                     rows: 0,
+                    keys: FileKeys::default(),
                 },
             );
         }
-        if with_keys {
-            for (id, group) in view.groups.iter_mut() {
-                let shared = Arc::new(id.clone());
-                let batches = read_parquet(
-                    store,
-                    table,
-                    &group.latest.path,
-                    Some(&["_hoodie_record_key", POSITION_COLUMN]),
-                )
-                .await?;
-                let mut rows = 0u64;
-                for batch in &batches {
-                    let Some(col) = batch
-                        .column_by_name("_hoodie_record_key")
-                        .and_then(|c| c.as_string_opt::<i32>())
-                    else {
-                        return Err(HudiError::Data {
-                            table: table.to_string(),
-                            message: format!(
-                                "{} has no string _hoodie_record_key column",
-                                group.latest.path
-                            ),
-                        });
-                    };
-                    let positions = batch
-                        .column_by_name(POSITION_COLUMN)
-                        .and_then(|c| c.as_string_opt::<i32>());
-                    for i in 0..col.len() {
-                        if col.is_valid(i) {
-                            let position = positions
-                                .filter(|p| p.is_valid(i))
-                                .map(|p| p.value(i))
-                                .unwrap_or("");
-                            view.keys.insert(
-                                col.value(i).to_string(),
-                                KeyEntry {
-                                    group: shared.clone(),
-                                    position: position.into(),
-                                },
-                            );
-                        }
-                    }
-                    rows += batch.num_rows() as u64;
-                }
-                group.rows = rows;
-            }
+        if with_index {
+            view.read_footers(store, table).await?;
         }
         Ok(view)
+    }
+
+    /// Reads the footer of every group's latest file (row count, key range, bloom filter).
+    pub async fn read_footers(
+        &mut self,
+        store: &Arc<dyn ObjectStore>,
+        table: &str,
+    ) -> Result<(), HudiError> {
+        let reads: Vec<_> = self
+            .groups
+            .iter()
+            .map(|(id, g)| {
+                let (id, file) = (id.clone(), &g.latest);
+                async move { read_footer(store, table, file).await.map(|f| (id, f)) }
+            })
+            .collect();
+        let footers: Vec<(GroupId, (u64, FileKeys))> = futures::stream::iter(reads)
+            .buffer_unordered(FOOTERS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        for (id, (rows, keys)) in footers {
+            if let Some(g) = self.groups.get_mut(&id) {
+                g.rows = rows;
+                g.keys = keys;
+            }
+        }
+        self.indexed = true;
+        Ok(())
+    }
+
+    /// The groups as the index sees them.
+    pub fn indexed_groups(&self) -> Vec<IndexedGroup<'_>> {
+        self.groups
+            .iter()
+            .map(|(id, g)| IndexedGroup {
+                id,
+                file: &g.latest,
+                keys: &g.keys,
+            })
+            .collect()
     }
 
     /// Average bytes per row over the latest base files, or Hudi's default estimate (1024).
