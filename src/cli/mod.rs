@@ -2,6 +2,7 @@
 
 mod commands;
 mod environment;
+mod malloc;
 mod output;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -86,6 +87,7 @@ pub enum TableAction {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn main(cli: Cli) -> u8 {
+    malloc::tune();
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

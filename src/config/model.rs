@@ -112,7 +112,9 @@ pub struct CommitConfig {
     /// Most source records in one commit. Default 500000.
     #[serde(default = "default_max_events")]
     pub max_events: usize,
-    /// Most raw source bytes buffered for one commit. Default `"256MiB"`.
+    /// Most bytes the folded rows (and dead letters) of one commit may hold in memory: a fold that
+    /// reaches it commits early instead of growing. Default `"128MiB"`: with the write that follows it, an
+    /// initial load peaks near 300 MiB (see benches/README.md).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: ByteSize,
 }
@@ -126,7 +128,7 @@ fn default_max_events() -> usize {
 }
 
 fn default_max_bytes() -> ByteSize {
-    ByteSize(256 * 1024 * 1024)
+    ByteSize(128 * 1024 * 1024)
 }
 
 impl Default for CommitConfig {

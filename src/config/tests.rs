@@ -21,7 +21,7 @@ fn the_embedded_default_loads_with_six_routes() {
         ]
     );
     assert_eq!(config.route("sales").unwrap().on_delete, OnDelete::Delete);
-    assert_eq!(config.commit.max_bytes, ByteSize(256 * 1024 * 1024));
+    assert_eq!(config.commit.max_bytes, ByteSize(128 * 1024 * 1024));
 }
 
 #[test]

@@ -8,7 +8,7 @@ pub use project::{project, undecided_columns, Projected};
 pub use route::{RouteSpec, HIVE_DEFAULT_PARTITION};
 
 use crate::sink::{RowChange, StagedRow};
-use lakefold_api::Position;
+use lakefold_api::{Position, Value};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
@@ -18,7 +18,26 @@ pub struct FoldEntry {
     pub record_key: String,
     pub partition_path: String,
     pub position: Position,
+    /// Where the position column's text goes in an upsert's values (filled in by [`Fold::drain`]).
+    pub position_slot: Option<usize>,
     pub change: RowChange,
+}
+
+impl FoldEntry {
+    /// What the fold holds for this entry, in bytes: the entry, its key, partition and values, the
+    /// position text it will carry when drained, and the map's slot overhead.
+    fn held_bytes(&self, key: &str) -> usize {
+        const ORDER_KEY: usize = 112;
+        let values = match &self.change {
+            RowChange::Upsert(v) => {
+                v.capacity() * std::mem::size_of::<Value>()
+                    + v.iter().map(Value::heap_bytes).sum::<usize>()
+            }
+            RowChange::Delete => 0,
+        };
+        let slot = std::mem::size_of::<(String, FoldEntry)>() * 8 / 7 + 1;
+        slot + key.len() + self.partition_path.len() + values + ORDER_KEY
+    }
 }
 
 /// Per-key last value of one route for the batch being built. The key lives once, as the map's key (the
@@ -27,6 +46,8 @@ pub struct FoldEntry {
 #[derive(Debug, Default)]
 pub struct Fold {
     entries: HashMap<String, FoldEntry, foldhash::fast::RandomState>,
+    /// What the entries hold ([`FoldEntry::held_bytes`]), for `[commit] max_bytes`.
+    bytes: usize,
 }
 
 impl Fold {
@@ -36,13 +57,22 @@ impl Fold {
         match self.entries.entry(key) {
             Entry::Occupied(mut existing) => {
                 if existing.get().position < entry.position {
-                    existing.insert(entry);
+                    let added = entry.held_bytes(existing.key());
+                    let old = existing.insert(entry);
+                    self.bytes =
+                        (self.bytes + added).saturating_sub(old.held_bytes(existing.key()));
                 }
             }
             Entry::Vacant(slot) => {
+                self.bytes += entry.held_bytes(slot.key());
                 slot.insert(entry);
             }
         }
+    }
+
+    /// Bytes the fold holds now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -55,14 +85,24 @@ impl Fold {
 
     /// Takes the folded rows (sorted by key for deterministic files) as rows for the sink.
     pub fn drain(&mut self) -> Vec<StagedRow> {
-        let mut rows: Vec<StagedRow> = self
-            .entries
-            .drain()
-            .map(|(record_key, e)| StagedRow {
-                record_key,
-                partition_path: e.partition_path,
-                position: e.position.order_key(),
-                change: e.change,
+        // Taken whole, so the map's table is freed now rather than held through the commit.
+        let entries = std::mem::take(&mut self.entries);
+        self.bytes = 0;
+        let mut rows: Vec<StagedRow> = entries
+            .into_iter()
+            .map(|(record_key, mut e)| {
+                let position = e.position.order_key();
+                if let (RowChange::Upsert(values), Some(slot)) = (&mut e.change, e.position_slot) {
+                    if let Some(v) = values.get_mut(slot) {
+                        *v = Value::String(position.clone());
+                    }
+                }
+                StagedRow {
+                    record_key,
+                    partition_path: e.partition_path,
+                    position,
+                    change: e.change,
+                }
             })
             .collect();
         rows.sort_by(|a, b| a.record_key.cmp(&b.record_key));
@@ -73,7 +113,7 @@ impl Fold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lakefold_api::{LsnPosition, StreamPosition, Value};
+    use lakefold_api::{LsnPosition, StreamPosition};
 
     fn entry(key: &str, lsn: u128, line: u64, name: &str) -> FoldEntry {
         FoldEntry {
@@ -90,6 +130,7 @@ mod tests {
                     end_offset: 0,
                 },
             },
+            position_slot: None,
             change: RowChange::Upsert(vec![Value::String(name.into())]),
         }
     }

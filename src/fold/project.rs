@@ -33,7 +33,12 @@ pub fn project(
         .ok_or_else(|| format!("op {} has no row image", event.op.code()))?;
     // Types still undecided are decided on a copy, kept only if the record is accepted: a rejected record
     // must not choose a column's type for the rest of the table's life.
-    let mut types = route.types.clone();
+    let undecided = route.types.iter().any(Option::is_none);
+    let mut types = if undecided {
+        route.types.clone()
+    } else {
+        Vec::new()
+    };
     let mut values = Vec::with_capacity(route.projection.len() + 2);
     let positions = route.column_positions(&image.fields);
     for (i, (out, input)) in route.projection.iter().enumerate() {
@@ -49,10 +54,11 @@ pub fn project(
             }
             None => (None, Value::Null),
         };
-        if types[i].is_none() {
+        if undecided && types[i].is_none() {
             types[i] = declared.or_else(|| value.natural_type());
         }
-        let value = match types[i] {
+        let ty = if undecided { types[i] } else { route.types[i] };
+        let value = match ty {
             Some(ty) => coerce(value, ty).map_err(|e| format!("column `{out}`: {e}"))?,
             None => value,
         };
@@ -97,11 +103,16 @@ pub fn project(
         })
         .collect::<Vec<_>>()
         .join("/");
-    route.types = types;
+    if undecided {
+        route.types = types;
+    }
+    let mut position_slot = None;
     let change = if is_delete && route.on_delete == OnDelete::Delete {
         RowChange::Delete
     } else {
-        values.push(Value::String(position.order_key()));
+        // The position column's text is built when the fold is drained, for the surviving image only.
+        position_slot = Some(values.len());
+        values.push(Value::Null);
         if route.on_delete == OnDelete::Soft {
             values.push(Value::Bool(is_delete));
         }
@@ -111,6 +122,7 @@ pub fn project(
         record_key,
         partition_path,
         position: position.clone(),
+        position_slot,
         change,
     }))
 }

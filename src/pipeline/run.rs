@@ -13,7 +13,7 @@ use super::state::{open_route, DeadLetterState, RouteState, RunOptions, RunSumma
 use super::tables::open_route_table;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::sink::TableSink;
+use crate::sink::{StagedRow, TableSink};
 use lakefold_api::{BatchLimits, Checkpoint};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -196,15 +196,21 @@ async fn poll_sources(
         all_caught_up &= batch.caught_up;
         for record in &batch.records {
             pending.records += 1;
-            pending.bytes += record.raw.len();
             summary.records += 1;
             dispatch(record, s, &mut p.routes, &mut p.dead, summary);
         }
+        pending.bytes = held_bytes(&p.routes, &p.dead);
         if batch.checkpoint.is_some() {
             s.checkpoint = batch.checkpoint;
         }
     }
     Ok(all_caught_up)
+}
+
+/// What the folds and the dead letters waiting for the next commit hold, in bytes (`[commit] max_bytes`).
+fn held_bytes(routes: &[RouteState], dead: &DeadLetterState) -> usize {
+    let dead_bytes: usize = dead.pending.iter().map(StagedRow::held_bytes).sum();
+    routes.iter().map(|r| r.fold.bytes()).sum::<usize>() + dead_bytes
 }
 
 /// One commit round with the sources paused around it, then the catalog.

@@ -24,6 +24,24 @@ pub struct StagedRow {
     pub change: RowChange,
 }
 
+impl StagedRow {
+    /// Bytes the row holds (itself, its texts and values).
+    pub fn held_bytes(&self) -> usize {
+        let values = match &self.change {
+            RowChange::Upsert(v) => {
+                v.capacity() * std::mem::size_of::<Value>()
+                    + v.iter().map(Value::heap_bytes).sum::<usize>()
+            }
+            RowChange::Delete => 0,
+        };
+        std::mem::size_of::<Self>()
+            + self.record_key.capacity()
+            + self.partition_path.capacity()
+            + self.position.capacity()
+            + values
+    }
+}
+
 /// How a table's files are written (from the route).
 #[derive(Debug, Clone, Copy)]
 pub struct TableLayout {

@@ -95,3 +95,26 @@ def test_small_max_file_size_spreads_inserts_over_file_groups_and_later_fills_sm
     assert {r["_hoodie_file_name"].split("_")[0] for r in rows} == groups_first
     for name in {r["_hoodie_file_name"] for r in rows}:
         assert re.fullmatch(r"[0-9a-f-]{36}-0_\d+-\d+-0_\d{17}\.parquet", name), name
+
+
+def test_max_bytes_bounds_what_the_fold_holds_not_what_was_read(tmp):
+    """`[commit] max_bytes` counts the folded rows: 3 MB of events that fold into five statuses are one
+    commit under a 256 KiB limit, while the same events folded into ~2,900 sales rows commit early, more
+    than once, and both tables still hold exactly the expected fold."""
+    events = gen.generate(3000, seed=21, duplicates=0)
+    path = tmp / "events.jsonl"
+    write_events(path, events)
+    assert path.stat().st_size > 3_000_000
+    commit = '[commit]\nmax_bytes = "256KiB"\n'
+    statuses = [r for r in gen.ROUTES if r[0] == "statuses"]
+    cfg = write_config(tmp, path, routes=statuses, commit=commit)
+    lakefold("--config", cfg, "run", "--once")
+    assert len(commits(tmp / "lake" / "statuses")) == 1
+    assert_tables_match(tmp / "lake", gen.expected_tables(events), routes=statuses)
+
+    sales = [r for r in gen.ROUTES if r[0] == "sales"]
+    cfg = write_config(tmp, path, routes=sales, commit=commit)
+    lakefold("--config", cfg, "run", "--once")
+    n = len(commits(tmp / "lake" / "sales"))
+    assert 2 <= n <= 20, n
+    assert_tables_match(tmp / "lake", gen.expected_tables(events), routes=sales)

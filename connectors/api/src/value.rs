@@ -31,6 +31,15 @@ pub enum Value {
 }
 
 impl Value {
+    /// Bytes this value holds on the heap (its text or bytes).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Value::String(s) => s.capacity(),
+            Value::Binary(b) => b.capacity(),
+            _ => 0,
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }

@@ -149,9 +149,11 @@ impl Merge {
         tail.sort_unstable();
         tail.extend(self.inserts.iter().copied());
         out.inserts = tail.len() as u64;
-        let picks: Vec<(usize, usize)> = tail.into_iter().map(|j| (1, j)).collect();
         let empty = RecordBatch::new_empty(self.file_schema.clone());
-        self.write(&mut writer, &empty, &picks, &mut stats, &mut out)?;
+        for chunk in tail.chunks(BATCH_ROWS) {
+            let picks: Vec<(usize, usize)> = chunk.iter().map(|&j| (1, j)).collect();
+            self.write(&mut writer, &empty, &picks, &mut stats, &mut out)?;
+        }
         self.finish(writer, stats, out)
     }
 

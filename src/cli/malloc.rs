@@ -1,0 +1,37 @@
+//! glibc malloc settings for a long-running process that builds large batches and frees them: without
+//! them, glibc raises its mmap threshold after the first large free (up to 32 MiB), so later arrow buffers
+//! and fold tables come from the heap arenas, and freed memory stays in the process. Measured on the
+//! initial load of 1M rows (`benches/README.md`): peak RSS 481 MiB → 307 MiB, time unchanged within noise.
+
+/// Allocations from this size are mapped (and unmapped when freed) instead of carved from an arena.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
+/// Free memory above this much at an arena's top goes back to the system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_THRESHOLD: libc::c_int = 1024 * 1024;
+
+/// Applies the settings (once, before any thread starts); environment variables
+/// (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`) still win.
+pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let set = |name: &str, param, value| {
+            if std::env::var_os(name).is_none() {
+                // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
+                unsafe {
+                    libc::mallopt(param, value);
+                }
+            }
+        };
+        set(
+            "MALLOC_MMAP_THRESHOLD_",
+            libc::M_MMAP_THRESHOLD,
+            MMAP_THRESHOLD,
+        );
+        set(
+            "MALLOC_TRIM_THRESHOLD_",
+            libc::M_TRIM_THRESHOLD,
+            TRIM_THRESHOLD,
+        );
+    }
+}
