@@ -14,7 +14,9 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::basic::{LogicalType as ParquetLogicalType, Type as PhysicalType};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use parquet::file::properties::WriterProperties;
+use crate::schema::POSITION_COLUMN;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use parquet::schema::types::{SchemaDescriptor, Type};
 use std::ops::Range;
 use std::sync::Arc;
@@ -179,6 +181,11 @@ fn spark_parquet_schema(
     Ok(SchemaDescriptor::new(Arc::new(root)))
 }
 
+/// Meta columns that hold a different value in every row.
+const UNIQUE_COLUMNS: &[&str] = &["_hoodie_commit_seqno", "_hoodie_record_key", POSITION_COLUMN];
+/// Meta columns no reader filters on: no min/max statistics.
+const UNFILTERED_COLUMNS: &[&str] = &["_hoodie_commit_seqno", "_hoodie_file_name", POSITION_COLUMN];
+
 /// Writer options for a base file: the codec and Spark Hudi's parquet schema (the footer's key-value
 /// metadata is appended when the file is finished).
 pub fn writer_options(
@@ -187,9 +194,22 @@ pub fn writer_options(
     schema: &arrow::datatypes::Schema,
     compression: Compression,
 ) -> Result<ArrowWriterOptions, HudiError> {
-    let props = WriterProperties::builder()
-        .set_compression(compression)
-        .build();
+    let mut props = WriterProperties::builder().set_compression(compression);
+    // Columns unique per row gain nothing from a dictionary (the writer would build one, overflow it and
+    // fall back to plain), and no query filters on sequence numbers, file names or positions: those skip
+    // the work. Data columns, commit time and the record key keep dictionaries and statistics.
+    for name in UNIQUE_COLUMNS {
+        if schema.field_with_name(name).is_ok() {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(*name), false);
+        }
+    }
+    for name in UNFILTERED_COLUMNS {
+        if schema.field_with_name(name).is_ok() {
+            props = props
+                .set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::None);
+        }
+    }
+    let props = props.build();
     let parquet_schema =
         spark_parquet_schema(table, schema).map_err(|source| HudiError::Parquet {
             table: table.to_string(),
