@@ -3,6 +3,7 @@
 //! the new file; updates whose key the file did not hold and inserts go at the end. Memory is one decoded
 //! batch plus the encoded file, whatever the file's size. Synchronous CPU work: run it on the blocking pool.
 
+use super::column_writer::ParallelWriter;
 use super::bloom::{DynamicBloomFilter, BLOOM_FILTER_KEY, BLOOM_TYPE_CODE_KEY, DYNAMIC_V0};
 use super::error::HudiError;
 use super::index::{FileKeys, MAX_KEY, MIN_KEY};
@@ -55,6 +56,8 @@ pub struct Merge {
     pub writer: parquet::arrow::arrow_writer::ArrowWriterOptions,
     /// The Avro schema Hudi puts in the footer.
     pub avro: String,
+    /// Threads that encode the new file's columns.
+    pub threads: usize,
 }
 
 /// What the merge wrote.
@@ -110,12 +113,9 @@ impl Merge {
     /// Runs the merge and encodes the new file with Spark Hudi's footer.
     pub fn run(mut self) -> Result<Merged, HudiError> {
         let writer_options = std::mem::take(&mut self.writer);
-        let mut writer = parquet::arrow::ArrowWriter::try_new_with_options(
-            Vec::new(),
-            self.file_schema.clone(),
-            writer_options,
-        )
-        .map_err(self.parquet(&self.path))?;
+        let mut writer =
+            ParallelWriter::new(self.file_schema.clone(), writer_options, self.threads)
+                .map_err(self.parquet(&self.path))?;
         let mut out = Merged::default();
         let mut stats = KeyStats {
             min: None,
@@ -200,7 +200,7 @@ impl Merge {
     /// Writes the picked rows with this file's sequence numbers and name.
     fn write(
         &self,
-        writer: &mut parquet::arrow::ArrowWriter<Vec<u8>>,
+        writer: &mut ParallelWriter,
         old: &RecordBatch,
         picks: &[(usize, usize)],
         stats: &mut KeyStats,
@@ -247,7 +247,7 @@ impl Merge {
     /// Appends Spark Hudi's footer, in its order, and closes the file.
     fn finish(
         &self,
-        mut writer: parquet::arrow::ArrowWriter<Vec<u8>>,
+        mut writer: ParallelWriter,
         stats: KeyStats,
         mut out: Merged,
     ) -> Result<Merged, HudiError> {
@@ -391,6 +391,7 @@ mod tests {
             file_name: "new.parquet".into(),
             writer: Default::default(),
             avro: "{}".into(),
+            threads: 2,
         };
         let merged = merge.run().unwrap();
         assert_eq!(

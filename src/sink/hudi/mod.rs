@@ -6,6 +6,7 @@ pub(crate) mod avro_schema;
 pub mod bloom;
 mod claim;
 mod clean;
+mod column_writer;
 mod commit;
 mod commit_metadata;
 mod error;

@@ -300,6 +300,7 @@ fn prepare_merge(
         file_name: name.to_string(),
         writer: writer_options(ctx.table, path, &ctx.file_schema, ctx.compression)?,
         avro: avro_schema(ctx.table, ctx.schema, true),
+        threads: cores(),
     })
 }
 
@@ -345,9 +346,11 @@ fn incoming_batch(
 /// The process-wide bound on concurrent file-group rewrites: one per core.
 fn rewrite_permits() -> &'static tokio::sync::Semaphore {
     static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
-    })
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(cores()))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The path, relative to the table base, of the file task `task` writes for file group `id`.
