@@ -99,7 +99,16 @@ def timed(argv, cwd=None):
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit("%s exited %d:\n%s" % (argv[:3], code, err[-3000:]))
+    timed.last_stderr = err
     return secs, usage.ru_maxrss / 1024
+
+
+def store_requests():
+    """lakefold's own count of object-store requests of its last run (`object store: N requests (...)`)."""
+    for line in getattr(timed, "last_stderr", "").splitlines():
+        if line.startswith("object store:"):
+            return line[len("object store:"):].strip()
+    return "?"
 
 
 def lakefold_config(work, events, routes):
@@ -188,6 +197,7 @@ def run_p2(args, work, results):
                     c.write(json.dumps({col: after[col] for col in SALES_COLUMNS}) + "\n")
             secs, rss = timed([args.bin, "--config", str(cfg), "run", "--once"])
             record(results, variant, "lakefold upsert into Hudi", len(keys), secs, rss)
+            print("%-14s object store: %s" % (variant, store_requests()), flush=True)
             shutil.rmtree(work / "delta", ignore_errors=True)
             timed([args.python, "-c", PEER_MERGE_SETUP, str(work / "delta"), str(rows)])
             secs, rss = timed([args.python, "-c", PEER_MERGE, str(work / "delta"), str(work / "changes.jsonl")])

@@ -7,3 +7,4 @@ pub mod fold;
 pub mod pipeline;
 pub mod schema;
 pub mod sink;
+pub mod storage;

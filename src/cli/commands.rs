@@ -70,6 +70,10 @@ async fn run(config: &Config, once: bool) -> Result<(), PipelineError> {
     spawn_signal_handler(stop.clone());
     let summary = pipeline::run(config, RunOptions { once }, stop).await?;
     eprintln!("{}", output::run_summary(&summary));
+    eprintln!(
+        "{}",
+        output::store_requests(&crate::storage::counting::requests())
+    );
     Ok(())
 }
 

@@ -175,6 +175,17 @@ fn table(rows: &[Vec<String>]) -> String {
     out.trim_end().to_string()
 }
 
+/// The object-store requests of the run, by kind (`object store: 57 requests (put 20, get 12, ...)`).
+pub fn store_requests(counts: &[(crate::storage::counting::Request, u64)]) -> String {
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{} {n}", k.name()))
+        .collect();
+    format!("object store: {total} requests ({})", parts.join(", "))
+}
+
 /// The summary printed at the end of `run`.
 pub fn run_summary(s: &RunSummary) -> String {
     let mut out = format!(

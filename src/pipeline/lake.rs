@@ -2,6 +2,7 @@
 
 use super::error::PipelineError;
 use crate::config::{Config, LakeConfig};
+use crate::storage::counting::CountingStore;
 use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -44,7 +45,7 @@ impl Lake {
                 .map_err(|e| err(e.to_string()))?;
             let prefix = Path::from(prefix.trim_matches('/'));
             return Ok(Lake {
-                store: Arc::new(store),
+                store: Arc::new(CountingStore::new(Arc::new(store))),
                 uri: uri.clone(),
                 local_root: None,
                 prefix,
@@ -57,7 +58,7 @@ impl Lake {
             .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
         let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
         Ok(Lake {
-            store: Arc::new(store),
+            store: Arc::new(CountingStore::new(Arc::new(store))),
             uri,
             local_root: Some(dir),
             prefix: Path::default(),

@@ -69,9 +69,9 @@ impl ParallelWriter {
             for w in 0..self.workers.len() {
                 if self.workers[w].queue.send(part.clone()).is_err() {
                     // The worker stopped on an error: its result says which.
-                    return self.finish_row_group().and(Err(ParquetError::General(
-                        "a column writer stopped".into(),
-                    )));
+                    return self
+                        .finish_row_group()
+                        .and(Err(ParquetError::General("a column writer stopped".into())));
                 }
             }
             self.rows_in_group += take;
@@ -96,7 +96,8 @@ impl ParallelWriter {
         }
         let mut shares: Vec<(usize, Vec<(usize, ArrowColumnWriter)>)> =
             (0..self.threads).map(|_| (0, Vec::new())).collect();
-        let mut by_size: Vec<(usize, ArrowColumnWriter)> = writers.into_iter().enumerate().collect();
+        let mut by_size: Vec<(usize, ArrowColumnWriter)> =
+            writers.into_iter().enumerate().collect();
         let size = |i: usize| {
             sample
                 .columns()

@@ -3,8 +3,8 @@
 //! the new file; updates whose key the file did not hold and inserts go at the end. Memory is one decoded
 //! batch plus the encoded file, whatever the file's size. Synchronous CPU work: run it on the blocking pool.
 
-use super::column_writer::ParallelWriter;
 use super::bloom::{DynamicBloomFilter, BLOOM_FILTER_KEY, BLOOM_TYPE_CODE_KEY, DYNAMIC_V0};
+use super::column_writer::ParallelWriter;
 use super::error::HudiError;
 use super::index::{FileKeys, MAX_KEY, MIN_KEY};
 use crate::schema::POSITION_COLUMN;

@@ -1,6 +1,7 @@
 //! Reading and writing base files through `object_store`.
 
 use super::error::HudiError;
+use crate::schema::POSITION_COLUMN;
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -14,7 +15,6 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::basic::{LogicalType as ParquetLogicalType, Type as PhysicalType};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use crate::schema::POSITION_COLUMN;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use parquet::schema::types::{SchemaDescriptor, Type};
@@ -182,7 +182,11 @@ fn spark_parquet_schema(
 }
 
 /// Meta columns that hold a different value in every row.
-const UNIQUE_COLUMNS: &[&str] = &["_hoodie_commit_seqno", "_hoodie_record_key", POSITION_COLUMN];
+const UNIQUE_COLUMNS: &[&str] = &[
+    "_hoodie_commit_seqno",
+    "_hoodie_record_key",
+    POSITION_COLUMN,
+];
 /// Meta columns no reader filters on: no min/max statistics.
 const UNFILTERED_COLUMNS: &[&str] = &["_hoodie_commit_seqno", "_hoodie_file_name", POSITION_COLUMN];
 

@@ -1,0 +1,3 @@
+//! Object-store plumbing shared by the sinks.
+
+pub mod counting;
