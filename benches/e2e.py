@@ -9,6 +9,7 @@ Scenarios (see benches/README.md):
                  vs delta-rs MERGE (Python `deltalake`) of the same rows into a same-sized Delta table
   p2-recent      the same with 90 % of the changes on the newest 10 % of keys
   p4-load        the initial load of M insert events into `sales` (peak RSS is the P4 figure)
+  p5-restart     restart + one commit of 100 changes on an M/10-row table with a full active timeline
 
     python3 benches/e2e.py --bin target/release/lakefold [--events 200000] [--rows 1000000] [--repeat 3]
 
@@ -204,6 +205,37 @@ def run_p2(args, work, results):
             record(results, variant, "delta-rs MERGE", len(keys), secs, rss)
 
 
+def run_p5(args, work, results):
+    """Restarts on a table with a full active timeline: `run --once` after each append of 100 changes, 40
+    times (archival keeps 20-30 commits active, the cleaner ten); each run is a restart, a resume from the
+    table's checkpoint and one commit. Reports the last ten runs."""
+    rows = args.rows // 10
+    shutil.rmtree(work / "lake", ignore_errors=True)
+    stream = work / "p5.jsonl"
+    with open(stream, "w") as f:
+        for i in range(1, rows + 1):
+            f.write(gen.encode(insert_event(i, (0x27 << 48) + i * 16), False, "string") + "\n")
+    sales = [r for r in gen.ROUTES if r[0] == "sales"]
+    cfg = lakefold_config(work, stream, sales)
+    timed([args.bin, "--config", str(cfg), "run", "--once"])
+    base = (0x29 << 48)
+    for round_ in range(40):
+        with open(stream, "a") as f:
+            for j in range(100):
+                k = 1 + (round_ * 7919 + j * 104729) % rows
+                before = insert_event(k, 0)["after"]
+                after = dict(before, StatusId=3 + round_)
+                lsn = base + (round_ * 100 + j) * 16
+                e = {"op": "u", "before": before, "after": after, "ts_ms": 1_800_000_000_000,
+                     "commit_lsn": gen.lsn_text(lsn), "change_lsn": gen.lsn_text(lsn), "event_serial_no": 1}
+                f.write(gen.encode(e, False, "string") + "\n")
+        secs, rss = timed([args.bin, "--config", str(cfg), "run", "--once"])
+        if round_ >= 30:
+            record(results, "p5-restart", "lakefold restart + 1 commit", 100, secs, rss)
+    timeline = len(list((work / "lake" / "sales" / ".hoodie").iterdir()))
+    print("%-14s .hoodie/ holds %d entries after 41 commits" % ("p5-restart", timeline), flush=True)
+
+
 def record(results, scenario, who, n, secs, rss):
     results.setdefault((scenario, who), []).append((secs, rss, n))
     print("%-14s %-40s %9d in %7.2f s = %9.0f /s, peak RSS %6.0f MiB" % (scenario, who, n, secs, n / secs, rss), flush=True)
@@ -234,7 +266,7 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--changes", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--only", default="p1,p2", help="comma-separated: p1, p2")
+    ap.add_argument("--only", default="p1,p2,p5", help="comma-separated: p1, p2, p5")
     args = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="lakefold-bench-") as tmp:
@@ -245,6 +277,8 @@ def main():
             run_p1(args, work, True, results)
         if "p2" in only:
             run_p2(args, work, results)
+        if "p5" in only:
+            run_p5(args, work, results)
     summary(results)
 
 

@@ -1,72 +1,102 @@
-//! One record through the routes of its source: skipped, folded into each route it fits, or rejected to
-//! the dead-letter table with where it came from.
+//! The records of a batch through the routes of their source: skipped, folded into each route they fit,
+//! or rejected. Rejections are returned rather than written, so a batch can be folded while the source
+//! reads the next one (`run.rs`); [`dead_letters`] then files them with where they came from.
 
 use super::dead_letter::DeadLetter;
 use super::state::{DeadLetterState, RouteState, RunSummary, SourceState};
 use crate::fold::{project, Projected};
+use crate::sink::SourceCheckpoints;
 use lakefold_api::{Decoded, SourceRecord};
 
-pub(super) fn dispatch(
-    record: &SourceRecord,
-    source: &SourceState,
+/// A record that could not be decoded (`table` None) or does not fit a route.
+pub(super) struct Reject<'a> {
+    record: &'a SourceRecord,
+    table: Option<String>,
+    error: String,
+}
+
+/// Folds `records` (of the source `source`, read by `source_routes`) into the routes.
+pub(super) fn dispatch<'a>(
+    records: &'a [SourceRecord],
+    source: &str,
+    source_routes: &[usize],
     routes: &mut [RouteState],
+    dead: &SourceCheckpoints,
+    summary: &mut RunSummary,
+) -> Vec<Reject<'a>> {
+    let mut rejects = Vec::new();
+    for record in records {
+        summary.records += 1;
+        let dl_covers = dead
+            .get(source)
+            .is_some_and(|cp| cp.covers(&record.position));
+        let mut reject = |table: Option<String>, error: String| {
+            if !dl_covers {
+                rejects.push(Reject {
+                    record,
+                    table,
+                    error,
+                });
+            }
+        };
+        let event = match &record.decoded {
+            Decoded::Event(e) => e,
+            Decoded::Skipped(_) => {
+                summary.skipped += 1;
+                continue;
+            }
+            Decoded::Failed(error) => {
+                reject(None, error.clone());
+                continue;
+            }
+        };
+        summary.events += 1;
+        for &i in source_routes {
+            let route = &mut routes[i];
+            if route
+                .checkpoint
+                .as_ref()
+                .is_some_and(|cp| cp.covers(&record.position))
+            {
+                continue;
+            }
+            if event
+                .table
+                .as_ref()
+                .is_some_and(|t| !route.spec.from.matches(t))
+            {
+                continue;
+            }
+            match project(&mut route.spec, event, &record.position) {
+                Ok(Projected::Entry(entry)) => route.fold.add(entry),
+                Ok(Projected::Ignored) => {}
+                Err(error) => reject(Some(route.spec.table.clone()), error),
+            }
+        }
+    }
+    rejects
+}
+
+/// Files rejected records in the dead-letter table's pending rows, with their source location.
+pub(super) fn dead_letters(
+    rejects: Vec<Reject<'_>>,
+    source: &SourceState,
     dead: &mut DeadLetterState,
     summary: &mut RunSummary,
 ) {
-    let dl_covers = dead
-        .checkpoints
-        .get(&source.name)
-        .is_some_and(|cp| cp.covers(&record.position));
-    let mut reject = |table: Option<String>, error: String| {
-        if dl_covers {
-            return;
-        }
-        let location = source.reader.locate(&record.position);
-        tracing::warn!(source = %source.name, at = %location, table = table.as_deref().unwrap_or("-"), %error, "dead letter");
+    for r in rejects {
+        let location = source.reader.locate(&r.record.position);
+        tracing::warn!(source = %source.name, at = %location, table = r.table.as_deref().unwrap_or("-"), error = %r.error, "dead letter");
         summary.dead_letters += 1;
         let letter = DeadLetter {
             source: source.name.clone(),
-            table,
-            position: record.position.clone(),
+            table: r.table,
+            position: r.record.position.clone(),
             location,
-            raw: record.raw.clone(),
-            error,
+            raw: r.record.raw.clone(),
+            error: r.error,
         };
         dead.pending
             .push(letter.staged(chrono::Utc::now().timestamp_micros()));
-    };
-    let event = match &record.decoded {
-        Decoded::Event(e) => e,
-        Decoded::Skipped(_) => {
-            summary.skipped += 1;
-            return;
-        }
-        Decoded::Failed(error) => {
-            reject(None, error.clone());
-            return;
-        }
-    };
-    summary.events += 1;
-    for &i in &source.routes {
-        let route = &mut routes[i];
-        if route
-            .checkpoint
-            .as_ref()
-            .is_some_and(|cp| cp.covers(&record.position))
-        {
-            continue;
-        }
-        if event
-            .table
-            .as_ref()
-            .is_some_and(|t| !route.spec.from.matches(t))
-        {
-            continue;
-        }
-        match project(&mut route.spec, event, &record.position) {
-            Ok(Projected::Entry(entry)) => route.fold.add(entry),
-            Ok(Projected::Ignored) => {}
-            Err(error) => reject(Some(route.spec.table.clone()), error),
-        }
     }
 }

@@ -4,7 +4,7 @@
 use super::catalog_sync::{catch_up, open_catalog, sync_catalog};
 use super::commit_round::commit_round;
 use super::dead_letter::{DeadLetter, DEAD_LETTER_TABLE};
-use super::dispatch::dispatch;
+use super::dispatch::{dead_letters, dispatch};
 use super::error::PipelineError;
 use super::lake::Lake;
 use super::resume::resume_point;
@@ -14,7 +14,7 @@ use super::tables::open_route_table;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::sink::{StagedRow, TableSink};
-use lakefold_api::{BatchLimits, Checkpoint};
+use lakefold_api::{BatchLimits, ChangeBatch, Checkpoint};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,6 +166,7 @@ async fn open_pipeline(
             reader,
             poll_interval,
             routes: route_ids,
+            prefetched: None,
         });
     }
     Ok(Some(Pipeline {
@@ -177,7 +178,8 @@ async fn open_pipeline(
     }))
 }
 
-/// Polls every source once and folds what it returned; true when all of them are caught up.
+/// Takes one batch from every source and folds it; true when all of them are caught up. While a batch
+/// is folded, the source already reads (and decodes) the next one, unless this batch fills the commit.
 async fn poll_sources(
     p: &mut Pipeline,
     pending: &mut Pending,
@@ -185,26 +187,72 @@ async fn poll_sources(
 ) -> Result<bool, PipelineError> {
     let mut all_caught_up = true;
     for s in p.sources.iter_mut() {
-        let batch = s
-            .reader
-            .poll(pending.poll_limits())
-            .await
-            .map_err(|error| PipelineError::Source {
+        let source_error = |name: &str| {
+            let name = name.to_string();
+            move |error| PipelineError::Source { name, error }
+        };
+        let batch = match s.prefetched.take() {
+            Some(b) => b,
+            None => s
+                .reader
+                .poll(pending.poll_limits())
+                .await
+                .map_err(source_error(&s.name))?,
+        };
+        pending.records += batch.records.len();
+        let read_ahead = !batch.caught_up && !pending.full();
+        let mut fold = || {
+            dispatch(
+                &batch.records,
+                &s.name,
+                &s.routes,
+                &mut p.routes,
+                &p.dead.checkpoints,
+                summary,
+            )
+        };
+        let rejects = if read_ahead {
+            // The source reads on its own task (its decoding on the blocking pool) while this one folds.
+            let mut reader = std::mem::replace(&mut s.reader, Box::new(ReadingAhead));
+            let limits = pending.poll_limits();
+            let next = tokio::spawn(async move {
+                let batch = reader.poll(limits).await;
+                (reader, batch)
+            });
+            let rejects = fold();
+            let (reader, batch) = next.await.map_err(|e| PipelineError::Source {
                 name: s.name.clone(),
-                error,
+                error: lakefold_api::SourceError::Stopped(format!("reading ahead stopped: {e}")),
             })?;
-        all_caught_up &= batch.caught_up;
-        for record in &batch.records {
-            pending.records += 1;
-            summary.records += 1;
-            dispatch(record, s, &mut p.routes, &mut p.dead, summary);
-        }
-        pending.bytes = held_bytes(&p.routes, &p.dead);
+            s.reader = reader;
+            s.prefetched = Some(batch.map_err(source_error(&s.name))?);
+            rejects
+        } else {
+            fold()
+        };
+        dead_letters(rejects, s, &mut p.dead, summary);
+        all_caught_up &= batch.caught_up
+            && s.prefetched
+                .as_ref()
+                .is_none_or(|b| b.caught_up && b.records.is_empty());
         if batch.checkpoint.is_some() {
             s.checkpoint = batch.checkpoint;
         }
     }
+    pending.bytes = held_bytes(&p.routes, &p.dead);
     Ok(all_caught_up)
+}
+
+/// Stands in for a source while it reads ahead on its own task (never polled).
+struct ReadingAhead;
+
+#[async_trait::async_trait]
+impl lakefold_api::Source for ReadingAhead {
+    async fn poll(&mut self, _: BatchLimits) -> Result<ChangeBatch, lakefold_api::SourceError> {
+        Err(lakefold_api::SourceError::Stopped(
+            "the source is reading ahead".into(),
+        ))
+    }
 }
 
 /// What the folds and the dead letters waiting for the next commit hold, in bytes (`[commit] max_bytes`).

@@ -10,7 +10,7 @@ use crate::schema::TableSchema;
 use crate::sink::{
     CommitSummary, SourceCheckpoints, StagedRow, TableLayout, TableServicePolicy, TableSink,
 };
-use lakefold_api::Checkpoint;
+use lakefold_api::{ChangeBatch, Checkpoint};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -78,6 +78,9 @@ pub(super) struct SourceState {
     pub poll_interval: Duration,
     pub routes: Vec<usize>,
     pub checkpoint: Option<Checkpoint>,
+    /// The next batch, read while the previous one was folded; not yet folded (the checkpoint is not past
+    /// it), so a commit or a stop in between loses nothing.
+    pub prefetched: Option<ChangeBatch>,
 }
 
 pub(super) struct DeadLetterState {

@@ -50,6 +50,9 @@ pub enum SourceError {
     TopicNotFound { topic: String, brokers: String },
     #[error("schema registry {url}: {message}")]
     Registry { url: String, message: String },
+    /// The source's reader stopped (a task that read ahead did not come back).
+    #[error("{0}")]
+    Stopped(String),
 }
 
 impl SourceError {
@@ -62,7 +65,8 @@ impl SourceError {
             | SourceError::Truncated { .. }
             | SourceError::CheckpointMismatch { .. }
             | SourceError::CheckpointForOtherFile { .. }
-            | SourceError::TopicNotFound { .. } => ErrorClass::Fatal,
+            | SourceError::TopicNotFound { .. }
+            | SourceError::Stopped(_) => ErrorClass::Fatal,
         }
     }
 }

@@ -22,7 +22,7 @@ pub struct FileSource {
     /// When following (`tail -f`), a last line without its newline is left for later: the writer may not
     /// have finished it. When draining (`--once`), it is read.
     follow: bool,
-    decoder: JsonDecoder,
+    decoder: std::sync::Arc<JsonDecoder>,
 }
 
 /// Below this many lines a batch is decoded on the calling thread.
@@ -90,7 +90,7 @@ impl FileSource {
             line,
             offset,
             follow,
-            decoder: JsonDecoder::new(),
+            decoder: std::sync::Arc::new(JsonDecoder::new()),
         })
     }
 
@@ -154,7 +154,18 @@ impl FileSource {
             lines.push((self.line, self.offset, start..end));
         }
         let buf = Bytes::from(buf);
-        let decoded = decode_all(&self.decoder, &buf, &lines);
+        // Decoding is CPU work: on the blocking pool, so the caller can fold the previous batch meanwhile.
+        let (decoder, shared) = (self.decoder.clone(), buf.clone());
+        let (lines, decoded) = tokio::task::spawn_blocking(move || {
+            let decoded = decode_all(&decoder, &shared, &lines);
+            (lines, decoded)
+        })
+        .await
+        .map_err(|e| SourceError::Read {
+            path: self.path.clone(),
+            offset: self.offset,
+            source: std::io::Error::other(format!("decoding stopped: {e}")),
+        })?;
         let records = lines
             .into_iter()
             .zip(decoded)
