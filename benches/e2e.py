@@ -179,6 +179,8 @@ def run_p2(args, work, results):
             f.write(gen.encode(insert_event(i, (0x27 << 48) + i * 16), False, "string") + "\n")
     sales = [r for r in gen.ROUTES if r[0] == "sales"]
     for variant, recent in (("p2-uniform", False), ("p2-recent", True)):
+        if variant[3:] not in args.p2.split(","):
+            continue
         keys = changes(rows, args.changes, recent)
         for rep in range(args.repeat):
             shutil.rmtree(work / "lake", ignore_errors=True)
@@ -266,6 +268,7 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--changes", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--p2", default="uniform,recent", help="p2 variants: uniform, recent")
     ap.add_argument("--only", default="p1,p2,p5", help="comma-separated: p1, p2, p5")
     args = ap.parse_args()
     results = {}

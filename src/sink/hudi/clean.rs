@@ -163,7 +163,7 @@ impl HudiTable {
         .to_avro()
         .map_err(|message| self.data_error(message))?;
         self.publish(&pending.instant, Action::Clean, meta).await?;
-        self.reload_timeline().await?;
+        self.record_instant(&pending.instant, Action::Clean);
         tracing::info!(table = %self.name, instant = %pending.instant, files = deleted, earliest_commit_to_retain = %earliest, "cleaned");
         Ok(Some((pending.instant, deleted)))
     }

@@ -140,7 +140,18 @@ impl HudiTable {
         self.publish(&pending.instant, Action::Commit, json).await?;
         forget(&self.store, &self.base, &pending.instant).await;
         self.forget_markers(&pending.instant).await;
-        self.reload_timeline().await
+        // The timeline was read while claiming; what changed since is this writer's own instant.
+        self.record_instant(&pending.instant, Action::Commit);
+        Ok(())
+    }
+
+    /// Records the requested, inflight and completed files of `instant` in the in-memory timeline.
+    pub(super) fn record_instant(&mut self, instant: &Instant, action: Action) {
+        for name in TimelineFile::names(instant, action) {
+            if let Some(file) = TimelineFile::parse(name.as_str()) {
+                self.timeline.record(file);
+            }
+        }
     }
 
     /// A create-only PUT that leaves an existing object as it is.

@@ -34,6 +34,8 @@ pub struct HudiTable {
     pub(super) location: String,
     /// The newest completed clean read so far and the earliest commit it retained (archival's limit).
     pub(super) last_clean: Option<(Instant, Option<Instant>)>,
+    /// The commit file read last and its metadata (completed instants never change).
+    pub(super) last_read: std::sync::Mutex<Option<(String, CommitMetadata)>>,
 }
 
 impl HudiTable {
@@ -111,6 +113,7 @@ impl HudiTable {
             owner: uuid::Uuid::new_v4().to_string(),
             location: String::new(),
             last_clean: None,
+            last_read: Default::default(),
         };
         table.location = table.base.to_string();
         table.reload_timeline().await?;
@@ -168,6 +171,7 @@ impl HudiTable {
             view: None,
             owner: uuid::Uuid::new_v4().to_string(),
             last_clean: None,
+            last_read: Default::default(),
         })
     }
 
@@ -251,17 +255,29 @@ impl HudiTable {
         Ok(())
     }
 
-    /// The metadata of a completed instant.
+    /// The metadata of a completed instant (the last one read is kept: resuming reads the newest commit's
+    /// checkpoint and then its schema).
     pub async fn commit_metadata(&self, file: &TimelineFile) -> Result<CommitMetadata, HudiError> {
+        if let Ok(last) = self.last_read.lock() {
+            if let Some((name, meta)) = last.as_ref().filter(|(n, _)| *n == file.file_name) {
+                tracing::trace!(table = %self.name, file = %name, "commit metadata from memory");
+                return Ok(meta.clone());
+            }
+        }
         let path = Self::hoodie(&self.base)
             .clone()
             .join(file.file_name.as_str());
         let bytes = read_object(&self.store, &self.name, &path).await?;
-        serde_json::from_slice(&bytes).map_err(|source| HudiError::CommitJson {
-            table: self.name.clone(),
-            instant: file.instant.to_string(),
-            source,
-        })
+        let meta: CommitMetadata =
+            serde_json::from_slice(&bytes).map_err(|source| HudiError::CommitJson {
+                table: self.name.clone(),
+                instant: file.instant.to_string(),
+                source,
+            })?;
+        if let Ok(mut last) = self.last_read.lock() {
+            *last = Some((file.file_name.clone(), meta.clone()));
+        }
+        Ok(meta)
     }
 
     /// The newest completed write and its metadata.

@@ -18,6 +18,19 @@ impl Timeline {
         Timeline { instants }
     }
 
+    /// Adds a file this writer just created (the timeline stays current without listing `.hoodie/`).
+    pub fn record(&mut self, file: TimelineFile) {
+        let files = self.instants.entry(file.instant.clone()).or_default();
+        if !files.iter().any(|f| f.file_name == file.file_name) {
+            files.push(file);
+        }
+    }
+
+    /// Drops `instant` (its files were deleted).
+    pub fn forget(&mut self, instant: &Instant) {
+        self.instants.remove(instant);
+    }
+
     fn completed_of(&self, actions: &[Action]) -> Vec<(&Instant, &TimelineFile)> {
         self.instants
             .iter()
