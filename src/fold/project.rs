@@ -64,27 +64,30 @@ pub fn project(
         };
         values.push(value);
     }
-    let mut key_parts = Vec::with_capacity(route.key.len());
     for &k in &route.key {
-        let v = &values[k];
-        if v.is_null() {
+        if values[k].is_null() {
             return Err(format!("key column `{}` is null", route.projection[k].1));
         }
-        key_parts.push((route.projection[k].0.as_str(), v.to_string()));
     }
     let record_key = if !route.complex_keys {
-        key_parts.remove(0).1
+        route
+            .key
+            .first()
+            .map(|&k| values[k].to_string())
+            .unwrap_or_default()
     } else {
         // As Hudi's KeyGenUtils encodes them: `col:value`, an empty value as `__empty__`.
-        key_parts
+        route
+            .key
             .iter()
-            .map(|(name, v)| {
+            .map(|&k| {
+                let v = values[k].to_string();
                 let v = if v.is_empty() {
-                    "__empty__"
+                    "__empty__".to_string()
                 } else {
-                    v.as_str()
+                    v
                 };
-                format!("{name}:{v}")
+                format!("{}:{v}", route.projection[k].0)
             })
             .collect::<Vec<_>>()
             .join(",")
