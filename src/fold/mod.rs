@@ -28,13 +28,7 @@ impl FoldEntry {
     /// position text it will carry when drained, and the map's slot overhead.
     fn held_bytes(&self, key: &str) -> usize {
         const ORDER_KEY: usize = 112;
-        let values = match &self.change {
-            RowChange::Upsert(v) => {
-                v.capacity() * std::mem::size_of::<Value>()
-                    + v.iter().map(Value::heap_bytes).sum::<usize>()
-            }
-            RowChange::Delete => 0,
-        };
+        let values = self.change.held_bytes();
         let slot = std::mem::size_of::<(String, FoldEntry)>() * 8 / 7 + 1;
         slot + key.len() + self.partition_path.len() + values + ORDER_KEY
     }

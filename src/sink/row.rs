@@ -24,21 +24,27 @@ pub struct StagedRow {
     pub change: RowChange,
 }
 
-impl StagedRow {
-    /// Bytes the row holds (itself, its texts and values).
+impl RowChange {
+    /// Bytes the values hold on the heap.
     pub fn held_bytes(&self) -> usize {
-        let values = match &self.change {
+        match self {
             RowChange::Upsert(v) => {
                 v.capacity() * std::mem::size_of::<Value>()
                     + v.iter().map(Value::heap_bytes).sum::<usize>()
             }
             RowChange::Delete => 0,
-        };
+        }
+    }
+}
+
+impl StagedRow {
+    /// Bytes the row holds (itself, its texts and values).
+    pub fn held_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.record_key.capacity()
             + self.partition_path.capacity()
             + self.position.capacity()
-            + values
+            + self.change.held_bytes()
     }
 }
 

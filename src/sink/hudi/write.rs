@@ -228,7 +228,7 @@ fn write_stat(
     work: &GroupWork,
     size: u64,
     elapsed: u64,
-    counts: &Merged,
+    merged: &Merged,
 ) -> WriteStat {
     WriteStat {
         file_id: id.1.clone(),
@@ -238,10 +238,10 @@ fn write_stat(
             .as_ref()
             .map(|f| f.name.instant.to_string())
             .unwrap_or_else(|| "null".to_string()),
-        num_writes: counts.rows,
-        num_deletes: counts.deletes,
-        num_update_writes: counts.updates,
-        num_inserts: counts.inserts,
+        num_writes: merged.rows,
+        num_deletes: merged.deletes,
+        num_update_writes: merged.updates,
+        num_inserts: merged.inserts,
         total_write_bytes: size,
         partition_path: Some(id.0.clone()),
         file_size_in_bytes: size,
