@@ -99,6 +99,34 @@ fn parse(raw: &RawValue) -> Option<Json> {
     serde_json::from_str(raw.get()).ok()
 }
 
+/// A schemaless value as [`infer`] types it, read straight from its JSON text for the common scalars
+/// (null, booleans, integers, strings without escapes); anything else goes through a parsed tree.
+fn infer_raw(raw: &RawValue) -> Option<lakefold_api::Value> {
+    use lakefold_api::Value;
+    let text = raw.get();
+    let bytes = text.as_bytes();
+    match bytes.first() {
+        Some(b'"') if bytes.len() >= 2 && !bytes.contains(&b'\\') => {
+            return Some(Value::String(text[1..text.len() - 1].to_string()))
+        }
+        Some(b'-' | b'0'..=b'9')
+            // serde_json reads `-0` as the float -0.0.
+            if bytes[1..].iter().all(u8::is_ascii_digit) && bytes != b"-" && bytes != b"-0" =>
+        {
+            if let Ok(i) = text.parse::<i64>() {
+                return Some(Value::Bigint(i));
+            }
+        }
+        _ => match text {
+            "null" => return Some(Value::Null),
+            "true" => return Some(Value::Bool(true)),
+            "false" => return Some(Value::Bool(false)),
+            _ => {}
+        },
+    }
+    parse(raw).map(|j| infer(&j))
+}
+
 fn starts_object(raw: &RawValue) -> bool {
     raw.get().trim_start().starts_with('{')
 }
@@ -185,7 +213,7 @@ fn image(
             let values = row
                 .0
                 .iter()
-                .map(|(_, v)| parse(v).map(|j| infer(&j)))
+                .map(|(_, v)| infer_raw(v))
                 .collect::<Option<Vec<_>>>()?;
             Ok(Row { fields, values })
         }
@@ -215,4 +243,41 @@ fn typed_row(row: &RawObject, layout: &RowLayout) -> Option<Result<Row, String>>
         fields: layout.fields.clone(),
         values,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_read_from_their_text_equal_the_tree_decoders_inference() {
+        let texts = [
+            "null",
+            "true",
+            "false",
+            "0",
+            "-0",
+            "7",
+            "-42",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "18446744073709551616",
+            "1.5",
+            "-2e3",
+            "1E2",
+            "\"\"",
+            "\"plain\"",
+            "\"caf\u{e9}\"",
+            "\"a\\\"b\"",
+            "\"\\u00e9\"",
+            "[1,2]",
+            "{\"a\":1}",
+        ];
+        for text in texts {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            let tree = infer(&serde_json::from_str::<Json>(text).unwrap());
+            assert_eq!(infer_raw(&raw), Some(tree), "{text}");
+        }
+    }
 }
