@@ -138,7 +138,7 @@ pub(crate) fn decode_envelope_borrowed(
     fields: &FieldCache,
 ) -> Option<Decoding> {
     // ExtractNewRecordState markers (or any `__` key) make the tree decoder decide the form.
-    if bytes.windows(3).any(|w| w == b"\"__") {
+    if memchr::memmem::find(bytes, b"\"__").is_some() {
         return None;
     }
     let env: Envelope = serde_json::from_slice(bytes).ok()?;
