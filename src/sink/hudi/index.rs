@@ -49,20 +49,29 @@ impl FileKeys {
     }
 }
 
+/// Opens a base file for ranged reads: its footer is read (one request when it fits the hint).
+async fn open_file(
+    store: &Arc<dyn ObjectStore>,
+    table: &str,
+    file: &BaseFile,
+) -> Result<ParquetRecordBatchStreamBuilder<StoreReader>, HudiError> {
+    let reader = StoreReader::new(store, &file.path, file.size, FOOTER_HINT);
+    ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|source| HudiError::Parquet {
+            table: table.to_string(),
+            path: file.path.to_string(),
+            source,
+        })
+}
+
 /// Reads a base file's footer: its row count and what it says about its keys.
 pub async fn read_footer(
     store: &Arc<dyn ObjectStore>,
     table: &str,
     file: &BaseFile,
 ) -> Result<(u64, FileKeys), HudiError> {
-    let reader = StoreReader::new(store, &file.path, file.size, FOOTER_HINT);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|source| HudiError::Parquet {
-            table: table.to_string(),
-            path: file.path.to_string(),
-            source,
-        })?;
+    let builder = open_file(store, table, file).await?;
     let meta = builder.metadata().file_metadata();
     let footer: HashMap<&str, &str> = meta
         .key_value_metadata()
@@ -189,10 +198,7 @@ async fn read_matching_keys(
         path: file.path.to_string(),
         source,
     };
-    let reader = StoreReader::new(store, &file.path, file.size, FOOTER_HINT);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(pq)?;
+    let builder = open_file(store, table, file).await?;
     let schema = builder.parquet_schema();
     let leaves: Vec<usize> = (0..schema.num_columns())
         .filter(|&i| {
