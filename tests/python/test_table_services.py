@@ -40,7 +40,11 @@ def base_files(table):
         m = NAME.match(p.name)
         assert m, p
         key = (str(p.parent.relative_to(table)), m["id"])
-        out.setdefault(key, []).append((m["instant"], p, p.stat().st_size))
+        try:
+            size = p.stat().st_size
+        except FileNotFoundError:
+            continue  # the running daemon's cleaner removed it after the listing
+        out.setdefault(key, []).append((m["instant"], p, size))
     return out
 
 
@@ -59,7 +63,10 @@ def sizes(table):
 def hoodie_files(table):
     """Files under .hoodie/ outside archived/ (recursively: claims, markers and all)."""
     root = table / ".hoodie"
-    return [p for p in root.rglob("*") if p.is_file() and "archived" not in p.relative_to(root).parts]
+    try:
+        return [p for p in root.rglob("*") if p.is_file() and "archived" not in p.relative_to(root).parts]
+    except FileNotFoundError:  # a folder (markers of a finished instant) removed while listing
+        return hoodie_files(table)
 
 
 def test_a_daemon_committing_every_second_keeps_tables_and_timelines_bounded_and_exact(tmp):
