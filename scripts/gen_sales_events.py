@@ -17,6 +17,7 @@ tests): ``expected_tables(events)``.
 """
 import argparse
 import base64
+import datetime
 import bisect
 import json
 import random
@@ -236,6 +237,56 @@ def expected_tables(events):
                 best[k] = (pos, None if is_delete else {c: img[c] for c in columns})
         tables[table] = {k: v for k, (_, v) in best.items() if v is not None}
     return tables
+
+
+SQL_COLUMNS = [("SaleId", "int"), ("AgentId", "int"), ("AgentName", "nvarchar(100)"), ("UnitId", "int"),
+               ("UnitName", "nvarchar(100)"), ("BuildingId", "int"), ("BuildingName", "nvarchar(100)"),
+               ("ProjectId", "int"), ("ProjectName", "nvarchar(100)"), ("StatusId", "int"),
+               ("StatusName", "nvarchar(50)"), ("ContractSubtotal", "decimal(18,4)"),
+               ("ContractSigningDate", "datetime2(3)")]
+
+
+def lsn_hex(text):
+    """`0000002b:00000e0d:0005` -> `0x0000002B00000E0D0005` (binary(10), as the CDC fixture takes it)."""
+    a, b, c = text.split(":")
+    return "0x%08X%08X%04X" % (int(a, 16), int(b, 16), int(c, 16))
+
+
+def sql_values(img):
+    out = dict(img)
+    v = out["ContractSubtotal"]
+    out["ContractSubtotal"] = None if v is None else ("-" if v < 0 else "") + "%d.%04d" % divmod(abs(v), 10000)
+    ms = out["ContractSigningDate"]
+    if ms is not None:
+        d = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+        out["ContractSigningDate"] = d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03d" % (ms % 1000)
+    return out
+
+
+def cdc_history(events, database="MYCOMPANY", min_lsn=None):
+    """The change history of dbo.SALES that `events` describe, in lakefold-mssql-fixture's format: inserts
+    (2), deletes (1), updates as before/after pairs (3/4) sharing a seqval; redeliveries appear once."""
+    changes, seen, commits = [], set(), set()
+    for e in events:
+        if e is None or (e["commit_lsn"], e["change_lsn"]) in seen:
+            continue
+        seen.add((e["commit_lsn"], e["change_lsn"]))
+        start, seq = lsn_hex(e["commit_lsn"]), lsn_hex(e["change_lsn"])
+        commits.add(start)
+        ops = {"c": [(2, e["after"])], "d": [(1, e["before"])], "u": [(3, e["before"]), (4, e["after"])]}[e["op"]]
+        for op, img in ops:
+            changes.append({"start_lsn": start, "seqval": seq, "operation": op, "values": sql_values(img)})
+    first = min(commits) if commits else "0x00000000000000000000"
+    history = {"database": database,
+               "capture_instances": [{"name": "dbo_SALES", "source_schema": "dbo", "source_table": "SALES",
+                                      "start_lsn": first,
+                                      "columns": [{"name": n, "type": t, "nullable": n != "SaleId", "key": n == "SaleId"}
+                                                  for n, t in SQL_COLUMNS],
+                                      "changes": changes}],
+               "lsn_time_mapping": [{"start_lsn": c} for c in sorted(commits)]}
+    if min_lsn:
+        history["min_lsn"] = {"dbo_SALES": min_lsn}
+    return history
 
 
 def main():

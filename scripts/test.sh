@@ -41,7 +41,7 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQ" "$VENV/.requirements" 2>/dev/n
 fi
 
 log "cargo build"
-cargo build --locked --bin lakefold
+cargo build --locked --bin lakefold --bin lakefold-mssql-fixture
 
 log "cargo test (unit and Rust integration tests)"
 cargo test --locked --workspace

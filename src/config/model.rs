@@ -226,19 +226,47 @@ pub enum KafkaFormat {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlServerSourceConfig {
-    /// ADO.NET connection string without the password (`LAKEFOLD_SQLSERVER_PASSWORD` supplies it).
+    /// ADO.NET connection string without the password:
+    /// `server=tcp:host,1433;database=MYCOMPANY;user=cdc;encrypt=true|false|strict`. `encrypt=false` means
+    /// no TLS at all (servers and fixtures without a certificate); `strict` is TDS 8.
     pub connection: String,
-    /// Capture instances to read, e.g. `["dbo_SALES"]`.
+    /// The environment variable holding the password. Default `LAKEFOLD_SQLSERVER_PASSWORD`.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Capture instances to read, e.g. `["dbo_SALES"]`. Default: every instance that captures a table
+    /// the source's routes read from (`cdc.change_tables`).
+    #[serde(default)]
     pub capture_instances: Vec<String>,
-    /// How often to poll for new changes. Default `"1s"`.
+    /// How often to poll for new changes when caught up. Default `"1s"`.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: DurationText,
+    /// Transactions per LSN window (Debezium's `max.iteration.transactions`). Default 500.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions_per_window: u32,
     /// What to do when the stored LSN fell behind the capture instance's min LSN: `fail` or `resnapshot`.
     #[serde(default)]
     pub on_gap: OnGap,
-    /// `initial` (snapshot the tables first) or `never`.
+    /// `initial` (snapshot the tables first when no checkpoint is stored) or `never` (stream from the
+    /// instances' minimum LSN).
     #[serde(default)]
     pub snapshot: SnapshotMode,
+    /// A PEM CA certificate file to trust for TLS.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Accept any server certificate. Only when set explicitly; never the default.
+    #[serde(default)]
+    pub trust_server_certificate: bool,
+    /// Time allowed to connect and for each statement. Default `"60s"`.
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout: DurationText,
+}
+
+fn default_max_transactions() -> u32 {
+    500
+}
+
+fn default_statement_timeout() -> DurationText {
+    DurationText(std::time::Duration::from_secs(60))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

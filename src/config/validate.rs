@@ -168,11 +168,16 @@ pub(super) fn validate(config: &Config, sites: &Sites) -> Vec<ConfigError> {
                         "must not hold the password: set LAKEFOLD_SQLSERVER_PASSWORD",
                     ));
                 }
-                if s.capture_instances.is_empty() {
+                if let Err(e) = lakefold_sqlserver::tds::parse_connection(&s.connection) {
+                    if !e.contains("password") {
+                        errors.push(site.error(&section, "connection", &e));
+                    }
+                }
+                if s.max_transactions_per_window == 0 {
                     errors.push(site.error(
                         &section,
-                        "capture_instances",
-                        "name at least one capture instance, e.g. [\"dbo_SALES\"]",
+                        "max_transactions_per_window",
+                        "must be at least 1",
                     ));
                 }
             }

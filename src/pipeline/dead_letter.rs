@@ -79,6 +79,10 @@ impl DeadLetter {
                 Value::Int(*partition),
                 Value::Bigint(*offset),
             ),
+            // SQL Server: the LSNs are in `location` and the position column.
+            StreamPosition::Cdc | StreamPosition::Snapshot { .. } => {
+                (Value::Null, Value::Null, Value::Null, Value::Null)
+            }
         };
         let values = vec![
             Value::String(id.clone()),

@@ -2,9 +2,14 @@
 //! place that knows the kinds.
 
 use super::error::PipelineError;
-use crate::config::{Config, KafkaFormat as ConfigKafkaFormat, KafkaSourceConfig, SourceConfig};
-use lakefold_api::{Checkpoint, Source};
+use crate::config::{
+    Config, KafkaFormat as ConfigKafkaFormat, KafkaSourceConfig, OnGap,
+    SnapshotMode as ConfigSnapshotMode, SourceConfig, SqlServerSourceConfig,
+};
+use lakefold_api::{Checkpoint, Source, TableId};
 use lakefold_debezium::{FileSource, KafkaFormat, KafkaOptions, KafkaSource};
+use lakefold_sqlserver::tds::{ConnectOptions, TdsCdc};
+use lakefold_sqlserver::{CdcOptions, GapPolicy, SnapshotMode, SqlServerSource};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -127,10 +132,77 @@ pub async fn open_source(
                 Duration::from_millis(0),
             ))
         }
-        SourceConfig::SqlServerCdc(_) => Err(PipelineError::UnsupportedSource {
-            name: name.to_string(),
-            kind: source.type_name(),
-        }),
+        SourceConfig::SqlServerCdc(sql) => {
+            let resume = match resume {
+                Some(Checkpoint::SqlserverCdc(cp)) => Some(cp),
+                Some(other) => {
+                    tracing::warn!(source = %name, checkpoint = %other.describe(), "stored checkpoint is not a sqlserver-cdc checkpoint; starting as configured by `snapshot`");
+                    None
+                }
+                None => None,
+            };
+            let db = sqlserver_database(name, sql)?;
+            let reader =
+                SqlServerSource::open(Box::new(db), sqlserver_options(config, name, sql), resume)
+                    .await
+                    .map_err(source_err)?;
+            Ok((
+                Box::new(reader) as SourceReader,
+                sql.connection.clone(),
+                sql.poll_interval.0,
+            ))
+        }
+    }
+}
+
+/// The tiberius connection of a configured SQL Server source; the password comes from the environment.
+pub fn sqlserver_database(
+    name: &str,
+    sql: &SqlServerSourceConfig,
+) -> Result<TdsCdc, PipelineError> {
+    let var = sql
+        .password_env
+        .clone()
+        .unwrap_or_else(|| "LAKEFOLD_SQLSERVER_PASSWORD".to_string());
+    let password = std::env::var(&var).ok();
+    if password.is_none() {
+        tracing::warn!(source = %name, variable = %var, "no SQL Server password in the environment; logging in without one");
+    }
+    TdsCdc::new(ConnectOptions {
+        connection: sql.connection.clone(),
+        password,
+        ca_file: sql.ca_file.clone(),
+        trust_server_certificate: sql.trust_server_certificate,
+        timeout: sql.statement_timeout.0,
+    })
+    .map_err(|message| PipelineError::SourceConfig {
+        name: name.to_string(),
+        message: format!("connection: {message}"),
+    })
+}
+
+/// What the SQL Server source reads: the tables of the source's routes.
+pub fn sqlserver_options(config: &Config, name: &str, sql: &SqlServerSourceConfig) -> CdcOptions {
+    CdcOptions {
+        name: name.to_string(),
+        tables: config
+            .routes
+            .iter()
+            .filter(|r| r.source == name)
+            .map(|r| TableId::parse(&r.from))
+            .collect(),
+        capture_instances: sql.capture_instances.clone(),
+        max_transactions_per_window: sql.max_transactions_per_window.max(1),
+        on_gap: match sql.on_gap {
+            OnGap::Fail => GapPolicy::Fail,
+            OnGap::Resnapshot => GapPolicy::Resnapshot,
+        },
+        snapshot: match sql.snapshot {
+            ConfigSnapshotMode::Initial => SnapshotMode::Initial,
+            ConfigSnapshotMode::Never => SnapshotMode::Never,
+        },
+        snapshot_chunk_rows: 10_000,
+        max_attempts: 8,
     }
 }
 

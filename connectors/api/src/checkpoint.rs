@@ -1,6 +1,6 @@
 //! Checkpoints: how far a source has been consumed, stored inside each table commit.
 
-use crate::position::{Position, StreamPosition};
+use crate::position::{Lsn, LsnPosition, Position, StreamPosition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -74,6 +74,73 @@ impl KafkaCheckpoint {
     }
 }
 
+/// How far SQL Server CDC has been read: the last change consumed (Debezium's `commit_lsn`, `change_lsn`,
+/// `event_serial_no`), and while an initial snapshot is under way, how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqlServerCheckpoint {
+    /// The database read.
+    pub database: String,
+    /// The position of the last change consumed; `None` before anything was streamed.
+    #[serde(default)]
+    pub lsn: Option<LsnPosition>,
+    /// Present while the initial snapshot is not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotProgress>,
+}
+
+/// How far an initial snapshot got: the tables are read at `lsn`, one capture instance after another in
+/// name order, each in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotProgress {
+    /// `sys.fn_cdc_get_max_lsn()` when the snapshot began; streaming starts after it.
+    #[serde(with = "lsn_hex")]
+    pub lsn: Lsn,
+    /// Capture instances whose table has been read completely.
+    pub done: Vec<String>,
+    /// The instance being read, the rows of it consumed, and the key of the last one (JSON values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<SnapshotCursor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotCursor {
+    pub instance: String,
+    pub rows: u64,
+    pub last_key: Vec<serde_json::Value>,
+}
+
+impl SnapshotProgress {
+    fn covers(&self, instance: &str, row: u64) -> bool {
+        self.done.iter().any(|d| d == instance)
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|c| c.instance == instance && row <= c.rows)
+    }
+
+    /// How far along: tables done, then rows of the current one.
+    fn progress(&self) -> (usize, u64) {
+        (
+            self.done.len(),
+            self.current.as_ref().map(|c| c.rows).unwrap_or(0),
+        )
+    }
+}
+
+mod lsn_hex {
+    use crate::position::Lsn;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(lsn: &Lsn, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(lsn)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Lsn, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A source checkpoint. It is written as JSON into the commit metadata of every table the batch touched
 /// (Hudi `extraMetadata`), atomically with the data, and read back on start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +150,8 @@ pub enum Checkpoint {
     DebeziumFile(FileCheckpoint),
     /// Debezium events on Kafka.
     DebeziumKafka(KafkaCheckpoint),
+    /// SQL Server CDC read directly.
+    SqlserverCdc(SqlServerCheckpoint),
 }
 
 impl Checkpoint {
@@ -100,6 +169,16 @@ impl Checkpoint {
             ) => cp
                 .next_offset(topic, *partition)
                 .is_some_and(|next| *offset < next),
+            (Checkpoint::SqlserverCdc(cp), StreamPosition::Snapshot { instance, row }) => {
+                match &cp.snapshot {
+                    Some(s) => s.covers(instance, *row),
+                    None => cp.lsn.is_some(),
+                }
+            }
+            (Checkpoint::SqlserverCdc(cp), StreamPosition::Cdc) => match (&cp.lsn, &position.lsn) {
+                (Some(stored), Some(at)) => at <= stored,
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -130,6 +209,18 @@ impl Checkpoint {
                 }
                 Some(Checkpoint::DebeziumKafka(KafkaCheckpoint { offsets }))
             }
+            (Checkpoint::SqlserverCdc(a), Checkpoint::SqlserverCdc(b)) => {
+                if a.database != b.database {
+                    return None;
+                }
+                let behind = match (&a.snapshot, &b.snapshot) {
+                    (Some(x), Some(y)) => x.progress() <= y.progress(),
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => a.lsn <= b.lsn,
+                };
+                Some(if behind { self.clone() } else { other.clone() })
+            }
             _ => None,
         }
     }
@@ -147,6 +238,20 @@ impl Checkpoint {
                 })
                 .collect::<Vec<_>>()
                 .join(" "),
+            Checkpoint::SqlserverCdc(cp) => match (&cp.snapshot, &cp.lsn) {
+                (Some(s), _) => format!(
+                    "{} snapshot at {} ({} tables done{})",
+                    cp.database,
+                    s.lsn,
+                    s.done.len(),
+                    s.current
+                        .as_ref()
+                        .map(|c| format!(", {} rows of {}", c.rows, c.instance))
+                        .unwrap_or_default()
+                ),
+                (None, Some(l)) => format!("{} commit_lsn {}", cp.database, l.commit_lsn),
+                (None, None) => format!("{} (nothing read)", cp.database),
+            },
         }
     }
 }

@@ -50,6 +50,16 @@ pub enum SourceError {
     TopicNotFound { topic: String, brokers: String },
     #[error("schema registry {url}: {message}")]
     Registry { url: String, message: String },
+    /// A database source could not be reached or its connection broke.
+    #[error("{server}: {context}: {message}")]
+    Database {
+        server: String,
+        context: String,
+        message: String,
+    },
+    /// A database source cannot go on (configuration, permissions, a gap in the change data).
+    #[error("source {name}: {message}")]
+    Cdc { name: String, message: String },
     /// The source's reader stopped (a task that read ahead did not come back).
     #[error("{0}")]
     Stopped(String),
@@ -58,14 +68,16 @@ pub enum SourceError {
 impl SourceError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            SourceError::Read { .. } | SourceError::Kafka { .. } | SourceError::Registry { .. } => {
-                ErrorClass::Transient
-            }
+            SourceError::Read { .. }
+            | SourceError::Kafka { .. }
+            | SourceError::Registry { .. }
+            | SourceError::Database { .. } => ErrorClass::Transient,
             SourceError::Open { .. }
             | SourceError::Truncated { .. }
             | SourceError::CheckpointMismatch { .. }
             | SourceError::CheckpointForOtherFile { .. }
             | SourceError::TopicNotFound { .. }
+            | SourceError::Cdc { .. }
             | SourceError::Stopped(_) => ErrorClass::Fatal,
         }
     }

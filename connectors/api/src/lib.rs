@@ -16,7 +16,10 @@ mod text;
 mod types;
 mod value;
 
-pub use checkpoint::{Checkpoint, FileCheckpoint, KafkaCheckpoint};
+pub use checkpoint::{
+    Checkpoint, FileCheckpoint, KafkaCheckpoint, SnapshotCursor, SnapshotProgress,
+    SqlServerCheckpoint,
+};
 pub use error::{ErrorClass, SourceError};
 pub use event::{ChangeEvent, Field, Op, Row, TableId};
 pub use position::{Lsn, LsnParseError, LsnPosition, Position, StreamPosition};

@@ -88,6 +88,10 @@ pub enum StreamPosition {
         partition: i32,
         offset: i64,
     },
+    /// A change read from a SQL Server change table: everything that orders it is in the LSN triple.
+    Cdc,
+    /// A row of an initial snapshot: the capture instance and the row's place in its key order (1-based).
+    Snapshot { instance: String, row: u64 },
 }
 
 impl StreamPosition {
@@ -99,6 +103,8 @@ impl StreamPosition {
                 partition,
                 offset,
             } => (1, *partition as i64, *offset, topic.as_str()),
+            StreamPosition::Cdc => (2, 0, 0, ""),
+            StreamPosition::Snapshot { instance, row } => (3, 0, *row as i64, instance.as_str()),
         }
     }
 }
@@ -177,6 +183,13 @@ impl Position {
                 out.push(':');
                 out.push_str(topic);
             }
+            StreamPosition::Cdc => out.push('C'),
+            StreamPosition::Snapshot { instance, row } => {
+                out.push('S');
+                push_decimal(&mut out, *row, 20);
+                out.push(':');
+                out.push_str(instance);
+            }
         }
         out
     }
@@ -223,6 +236,10 @@ impl fmt::Display for Position {
                 partition,
                 offset,
             } => write!(f, "{topic}/{partition}/{offset}")?,
+            StreamPosition::Cdc => f.write_str("change")?,
+            StreamPosition::Snapshot { instance, row } => {
+                write!(f, "snapshot of {instance} row {row}")?
+            }
         }
         if let Some(l) = &self.lsn {
             write!(f, " (commit_lsn {}", l.commit_lsn)?;
@@ -296,6 +313,8 @@ mod tests {
                 (*partition).max(0),
                 (*offset).max(0)
             ),
+            StreamPosition::Cdc => "C".to_string(),
+            StreamPosition::Snapshot { instance, row } => format!("S{row:020}:{instance}"),
         };
         format!("{lsn_flag}:{commit}:{change}:{serial:019}:{stream}")
     }
@@ -344,6 +363,11 @@ mod tests {
                             topic: "x".into(),
                             partition: i32::MAX,
                             offset: n,
+                        },
+                        StreamPosition::Cdc,
+                        StreamPosition::Snapshot {
+                            instance: "dbo_SALES".into(),
+                            row: n.unsigned_abs(),
                         },
                     ] {
                         let p = Position {

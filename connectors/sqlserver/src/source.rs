@@ -1,0 +1,930 @@
+//! The SQL Server CDC source: an initial snapshot, then bounded LSN windows of every capture instance
+//! merged into log order, as Debezium's SQL Server connector reads them.
+
+use crate::cdc::{increment, CdcDatabase, CdcError, ChangeTable, INVALID_RANGE_ERROR};
+use crate::history::ChangeRow;
+use crate::rows::Capture;
+use lakefold_api::{
+    BatchLimits, ChangeBatch, Checkpoint, Lsn, LsnPosition, Position, SnapshotCursor,
+    SnapshotProgress, SourceError, SourceRecord, SqlServerCheckpoint, StreamPosition, TableId,
+    Value,
+};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+type DbFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, CdcError>> + Send + 'a>>;
+
+/// What to do when changes were cleaned up before they were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapPolicy {
+    Fail,
+    Resnapshot,
+}
+
+/// How the source starts when no checkpoint is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    Initial,
+    Never,
+}
+
+/// What the source reads and how.
+#[derive(Debug, Clone)]
+pub struct CdcOptions {
+    /// The source's name in the config (for messages).
+    pub name: String,
+    /// The routes' `from` tables (`schema.table`).
+    pub tables: Vec<TableId>,
+    /// Capture instances named in the config; empty = discovered from `cdc.change_tables`.
+    pub capture_instances: Vec<String>,
+    /// Transactions per LSN window (Debezium's `max.iteration.transactions`).
+    pub max_transactions_per_window: u32,
+    pub on_gap: GapPolicy,
+    pub snapshot: SnapshotMode,
+    /// Rows per snapshot query.
+    pub snapshot_chunk_rows: u32,
+    /// Attempts of a call after a connection error, with backoff, before the run stops.
+    pub max_attempts: u32,
+}
+
+/// A position after every change of transaction `lsn` (what a finished snapshot at `lsn` covers).
+fn end_of(lsn: Lsn) -> LsnPosition {
+    LsnPosition {
+        commit_lsn: lsn,
+        change_lsn: Some(Lsn((1u128 << 80) - 1)),
+        event_serial_no: Some(i64::MAX),
+    }
+}
+
+/// What handing out a queued item does to the checkpoint.
+enum Advance {
+    Change,
+    SnapshotRow {
+        instance: String,
+        row: u64,
+        key: Vec<serde_json::Value>,
+    },
+    TableDone(String),
+    SnapshotDone(Lsn),
+}
+
+struct Queued {
+    record: Option<SourceRecord>,
+    advance: Advance,
+}
+
+enum Phase {
+    Snapshot,
+    Streaming { from: Lsn },
+}
+
+/// Reads SQL Server CDC through a [`CdcDatabase`].
+pub struct SqlServerSource {
+    db: Box<dyn CdcDatabase>,
+    options: CdcOptions,
+    captures: Vec<Capture>,
+    checkpoint: SqlServerCheckpoint,
+    phase: Phase,
+    queue: VecDeque<Queued>,
+    /// The (commit, change) LSNs and serial of the last change queued (Debezium's offset context).
+    last_change: Option<LsnPosition>,
+}
+
+impl SqlServerSource {
+    /// Resolves the capture instances and positions the source after `resume`.
+    pub async fn open(
+        db: Box<dyn CdcDatabase>,
+        options: CdcOptions,
+        resume: Option<&SqlServerCheckpoint>,
+    ) -> Result<SqlServerSource, SourceError> {
+        let mut src = SqlServerSource {
+            db,
+            options,
+            captures: Vec::new(),
+            checkpoint: SqlServerCheckpoint {
+                database: String::new(),
+                lsn: None,
+                snapshot: None,
+            },
+            phase: Phase::Snapshot,
+            queue: VecDeque::new(),
+            last_change: None,
+        };
+        let database = src.call(|db| Box::pin(db.database_name())).await?;
+        if let Some(cp) = resume {
+            if !cp.database.eq_ignore_ascii_case(&database) {
+                return Err(src.fatal(format!(
+                    "the stored checkpoint belongs to database `{}`, the connection is to `{database}`",
+                    cp.database
+                )));
+            }
+        }
+        src.captures = src.resolve_captures().await?;
+        src.checkpoint = match resume {
+            Some(cp) => cp.clone(),
+            None => SqlServerCheckpoint {
+                database,
+                lsn: None,
+                snapshot: None,
+            },
+        };
+        src.last_change = src.checkpoint.lsn;
+        src.phase = src.start_phase().await?;
+        Ok(src)
+    }
+
+    fn fatal(&self, message: String) -> SourceError {
+        SourceError::Cdc {
+            name: self.options.name.clone(),
+            message,
+        }
+    }
+
+    fn source_error(&self, e: CdcError) -> SourceError {
+        if e.is_transient() {
+            SourceError::Database {
+                server: self.db.describe(),
+                context: format!("source {}", self.options.name),
+                message: e.to_string(),
+            }
+        } else {
+            self.fatal(e.to_string())
+        }
+    }
+
+    /// Runs a database call, retrying connection errors with backoff.
+    async fn call<T, F>(&mut self, f: F) -> Result<T, SourceError>
+    where
+        F: for<'a> Fn(&'a mut dyn CdcDatabase) -> DbFuture<'a, T>,
+    {
+        self.call_raw(f).await.map_err(|e| self.source_error(e))
+    }
+
+    /// [`Self::call`] with the database's own error.
+    async fn call_raw<T, F>(&mut self, f: F) -> Result<T, CdcError>
+    where
+        F: for<'a> Fn(&'a mut dyn CdcDatabase) -> DbFuture<'a, T>,
+    {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match f(self.db.as_mut()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && attempt < self.options.max_attempts => {
+                    tracing::warn!(source = %self.options.name, attempt, error = %e, "sql server call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The capture instance(s) of every route table: configured ones, else all that capture it. When a
+    /// table has two (a schema change in progress), the older one is read up to the newer one's start.
+    async fn resolve_captures(&mut self) -> Result<Vec<Capture>, SourceError> {
+        let tables = self.call(|db| Box::pin(db.change_tables())).await?;
+        let mut chosen: Vec<ChangeTable> = Vec::new();
+        let mut problems = Vec::new();
+        if self.options.capture_instances.is_empty() {
+            for id in &self.options.tables {
+                let found: Vec<&ChangeTable> = tables
+                    .iter()
+                    .filter(|t| {
+                        id.matches(&TableId {
+                            schema: Some(t.schema.clone()),
+                            table: t.table.clone(),
+                        })
+                    })
+                    .collect();
+                if found.is_empty() {
+                    problems.push(format!("CDC is not enabled for table {id} (no capture instance in cdc.change_tables)"));
+                }
+                chosen.extend(found.into_iter().cloned());
+            }
+        } else {
+            for name in &self.options.capture_instances {
+                match tables
+                    .iter()
+                    .find(|t| t.instance.eq_ignore_ascii_case(name))
+                {
+                    Some(t) => chosen.push(t.clone()),
+                    None => problems.push(format!(
+                        "capture instance `{name}` does not exist (cdc.change_tables lists {})",
+                        tables
+                            .iter()
+                            .map(|t| t.instance.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(self.fatal(problems.join("; ")));
+        }
+        chosen.sort_by(|a, b| a.instance.cmp(&b.instance));
+        chosen.dedup_by(|a, b| a.instance == b.instance);
+        let mut captures = Vec::with_capacity(chosen.len());
+        for t in chosen {
+            let table = self
+                .call(|db| {
+                    let t = t.clone();
+                    Box::pin(async move { db.capture_table(&t).await })
+                })
+                .await?;
+            if table.key_names().is_empty() {
+                tracing::warn!(instance = %t.instance, "capture instance has no index columns; snapshot chunks need a key");
+            }
+            captures.push(Capture::new(table));
+        }
+        let starts: Vec<(TableId, Lsn)> = captures
+            .iter()
+            .map(|c| (c.id.clone(), c.table.change_table.start_lsn))
+            .collect();
+        for c in &mut captures {
+            let own = c.table.change_table.start_lsn;
+            c.stop_lsn = starts
+                .iter()
+                .filter(|(id, start)| id.matches(&c.id) && *start > own)
+                .map(|(_, s)| *s)
+                .min();
+            if let Some(stop) = c.stop_lsn {
+                tracing::info!(instance = %c.instance(), until = %stop, "a newer capture instance of the same table exists; reading this one up to its start");
+            }
+        }
+        Ok(captures)
+    }
+
+    /// Snapshot first (no checkpoint and `initial`, or one under way), else stream.
+    async fn start_phase(&mut self) -> Result<Phase, SourceError> {
+        if self.checkpoint.snapshot.is_some() {
+            self.begin_snapshot().await?;
+            return Ok(Phase::Snapshot);
+        }
+        if let Some(last) = self.checkpoint.lsn {
+            return Ok(Phase::Streaming {
+                from: last.commit_lsn,
+            });
+        }
+        match self.options.snapshot {
+            SnapshotMode::Initial => {
+                self.begin_snapshot().await?;
+                let lsn = self.call(|db| Box::pin(db.max_lsn())).await?;
+                tracing::info!(source = %self.options.name, at = %lsn, tables = self.captures.len(), "initial snapshot");
+                self.checkpoint.snapshot = Some(SnapshotProgress {
+                    lsn,
+                    done: Vec::new(),
+                    current: None,
+                });
+                Ok(Phase::Snapshot)
+            }
+            SnapshotMode::Never => {
+                let mut from: Option<Lsn> = None;
+                for i in 0..self.captures.len() {
+                    let name = self.captures[i].instance().to_string();
+                    let min = self
+                        .call(|db| {
+                            let n = name.clone();
+                            Box::pin(async move { db.min_lsn(&n).await })
+                        })
+                        .await?;
+                    from = Some(from.map_or(min, |f| f.min(min)));
+                }
+                Ok(Phase::Streaming {
+                    from: from.unwrap_or_default(),
+                })
+            }
+        }
+    }
+
+    async fn begin_snapshot(&mut self) -> Result<(), SourceError> {
+        let snapshot_isolation = self.call(|db| Box::pin(db.begin_snapshot())).await?;
+        if !snapshot_isolation {
+            tracing::warn!(source = %self.options.name, "snapshot isolation is not allowed in this database; the snapshot reads under REPEATABLE READ");
+        }
+        Ok(())
+    }
+
+    /// Queues what comes next; false when nothing more is available now.
+    async fn fill(&mut self, limits: BatchLimits) -> Result<bool, SourceError> {
+        match self.phase {
+            Phase::Snapshot => self.fill_snapshot(limits).await.map(|_| true),
+            Phase::Streaming { from } => self.fill_window(from).await,
+        }
+    }
+
+    async fn fill_snapshot(&mut self, limits: BatchLimits) -> Result<(), SourceError> {
+        let Some(progress) = self.checkpoint.snapshot.clone() else {
+            return Ok(());
+        };
+        let next = self
+            .captures
+            .iter()
+            .position(|c| !progress.done.iter().any(|d| d == c.instance()));
+        let Some(idx) = next else {
+            let _ = self.call(|db| Box::pin(db.end_snapshot())).await?;
+            self.queue.push_back(Queued {
+                record: None,
+                advance: Advance::SnapshotDone(progress.lsn),
+            });
+            self.phase = Phase::Streaming {
+                from: increment(progress.lsn),
+            };
+            tracing::info!(source = %self.options.name, at = %progress.lsn, "initial snapshot finished; streaming changes");
+            return Ok(());
+        };
+        let capture = self.captures[idx].clone();
+        let (mut row, after) = match &progress.current {
+            Some(c) if c.instance == capture.instance() => {
+                let key = capture.key_values(&c.last_key).map_err(|m| self.fatal(m))?;
+                (c.rows, Some(key))
+            }
+            _ => (0, None),
+        };
+        let limit = self
+            .options
+            .snapshot_chunk_rows
+            .min(limits.max_records.max(1) as u32);
+        let rows = self
+            .call(|db| {
+                let t = capture.table.clone();
+                let a = after.clone();
+                Box::pin(async move { db.snapshot_chunk(&t, a.as_deref(), limit).await })
+            })
+            .await?;
+        if rows.is_empty() {
+            tracing::info!(instance = %capture.instance(), rows = row, "snapshot of table done");
+            self.queue.push_back(Queued {
+                record: None,
+                advance: Advance::TableDone(capture.instance().to_string()),
+            });
+            return Ok(());
+        }
+        tracing::info!(instance = %capture.instance(), rows = row + rows.len() as u64, "snapshot progress");
+        let n = rows.len();
+        for values in rows {
+            row += 1;
+            let key = capture.key_json(&values);
+            self.queue.push_back(Queued {
+                record: Some(capture.snapshot_record(progress.lsn, row, values)),
+                advance: Advance::SnapshotRow {
+                    instance: capture.instance().to_string(),
+                    row,
+                    key,
+                },
+            });
+        }
+        // A chunk that ends the table is followed by an empty query next time; none is needed when short.
+        if n < limit as usize {
+            self.queue.push_back(Queued {
+                record: None,
+                advance: Advance::TableDone(capture.instance().to_string()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails (or re-snapshots) when changes after the checkpoint were cleaned up before they were read.
+    async fn check_gap(&mut self, idx: usize) -> Result<Lsn, SourceError> {
+        let name = self.captures[idx].instance().to_string();
+        let min = self
+            .call(|db| {
+                let n = name.clone();
+                Box::pin(async move { db.min_lsn(&n).await })
+            })
+            .await?;
+        if let Some(last) = self.checkpoint.lsn {
+            let next = self
+                .call(|db| Box::pin(db.increment_lsn(last.commit_lsn)))
+                .await?;
+            if min > next && self.captures[idx].table.change_table.start_lsn <= last.commit_lsn {
+                return Err(self.gap(&name, last.commit_lsn, min));
+            }
+        }
+        Ok(min)
+    }
+
+    fn gap(&self, instance: &str, stored: Lsn, min: Lsn) -> SourceError {
+        let policy = match self.options.on_gap {
+            GapPolicy::Fail => "on_gap = \"fail\"",
+            GapPolicy::Resnapshot => "on_gap = \"resnapshot\" is not available yet",
+        };
+        self.fatal(format!(
+            "gap in the change data of capture instance {instance}: the stored checkpoint is at LSN {stored} but the instance's minimum LSN is now {min} (changes in between were removed by the CDC cleanup job before lakefold read them); {policy}: stopping. Raise the retention (sys.sp_cdc_change_job @retention) and re-snapshot the tables (lakefold table truncate, then run)"
+        ))
+    }
+
+    /// Reads the next LSN window from `from`; false when there is none yet.
+    async fn fill_window(&mut self, from: Lsn) -> Result<bool, SourceError> {
+        let max = self.call(|db| Box::pin(db.max_lsn())).await?;
+        if from > max {
+            return Ok(false);
+        }
+        let n = self.options.max_transactions_per_window;
+        let end = match self.call(|db| Box::pin(db.window_end(from, n))).await? {
+            Some(end) => end.min(max),
+            None => return Ok(false),
+        };
+        let mut rows: Vec<(usize, ChangeRow)> = Vec::new();
+        for idx in 0..self.captures.len() {
+            let min = self.check_gap(idx).await?;
+            let lo = from.max(min);
+            let hi = match self.captures[idx].stop_lsn {
+                Some(stop) if stop <= lo => continue,
+                Some(stop) => end.min(Lsn(stop.0 - 1)),
+                None => end,
+            };
+            if lo > hi {
+                continue;
+            }
+            let table = self.captures[idx].table.clone();
+            let got = self
+                .call_raw(|db| {
+                    let t = table.clone();
+                    Box::pin(async move { db.changes(&t, lo, hi).await })
+                })
+                .await;
+            match got {
+                Ok(r) => rows.extend(r.into_iter().map(|c| (idx, c))),
+                Err(CdcError::Server { number, .. }) if number == INVALID_RANGE_ERROR => {
+                    // The cleanup job ran between the minimum LSN check and the query.
+                    let stored = self
+                        .checkpoint
+                        .lsn
+                        .map(|l| l.commit_lsn)
+                        .unwrap_or_default();
+                    let name = self.captures[idx].instance().to_string();
+                    let min = self.check_gap(idx).await?;
+                    return Err(self.gap(&name, stored, min));
+                }
+                Err(e) => return Err(self.source_error(e)),
+            }
+        }
+        rows.sort_by_key(|(_, c)| (c.start_lsn, c.seqval, c.operation));
+        // Windows start at a transaction, so serial numbers never continue across them; a resumed window
+        // re-reads its first transaction and numbers it exactly as the first read did.
+        self.last_change = None;
+        self.queue_changes(rows);
+        self.phase = Phase::Streaming {
+            from: self.call(|db| Box::pin(db.increment_lsn(end))).await?,
+        };
+        Ok(true)
+    }
+
+    /// Pairs updates' before (3) and after (4) rows, numbers events as Debezium does, and queues what the
+    /// checkpoint does not cover.
+    fn queue_changes(&mut self, rows: Vec<(usize, ChangeRow)>) {
+        let mut it = rows.into_iter().peekable();
+        while let Some((idx, row)) = it.next() {
+            let after = if row.operation == 3 {
+                match it.peek() {
+                    Some((j, next))
+                        if *j == idx && next.operation == 4 && next.seqval == row.seqval =>
+                    {
+                        it.next().map(|(_, r)| r)
+                    }
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let count = if after.is_some() { 2 } else { 1 };
+            let serial = match self.last_change {
+                Some(l) if l.commit_lsn == row.start_lsn && l.change_lsn == Some(row.seqval) => {
+                    l.event_serial_no.unwrap_or(0) + count
+                }
+                _ => count,
+            };
+            let position = LsnPosition {
+                commit_lsn: row.start_lsn,
+                change_lsn: Some(row.seqval),
+                event_serial_no: Some(serial),
+            };
+            self.last_change = Some(position);
+            if self.checkpoint.lsn.is_some_and(|cp| position <= cp) {
+                continue;
+            }
+            let record = self.captures[idx].change_record(position, row, after);
+            self.queue.push_back(Queued {
+                record: Some(record),
+                advance: Advance::Change,
+            });
+        }
+    }
+
+    /// Moves the checkpoint past a handed-out item.
+    fn advance(&mut self, q: &Queued) {
+        match &q.advance {
+            Advance::Change => {
+                if let Some(r) = &q.record {
+                    self.checkpoint.lsn = r.position.lsn;
+                }
+            }
+            Advance::SnapshotRow { instance, row, key } => {
+                if let Some(s) = &mut self.checkpoint.snapshot {
+                    let cur = s.current.get_or_insert_with(|| SnapshotCursor {
+                        instance: instance.clone(),
+                        rows: 0,
+                        last_key: Vec::new(),
+                    });
+                    if cur.instance != *instance {
+                        *cur = SnapshotCursor {
+                            instance: instance.clone(),
+                            rows: 0,
+                            last_key: Vec::new(),
+                        };
+                    }
+                    cur.rows = *row;
+                    cur.last_key = key.clone();
+                }
+            }
+            Advance::TableDone(instance) => {
+                if let Some(s) = &mut self.checkpoint.snapshot {
+                    if !s.done.contains(instance) {
+                        s.done.push(instance.clone());
+                    }
+                    s.current = None;
+                }
+            }
+            Advance::SnapshotDone(lsn) => {
+                self.checkpoint.snapshot = None;
+                self.checkpoint.lsn = Some(end_of(*lsn));
+                self.last_change = None;
+            }
+        }
+    }
+
+    /// Where a record is, for people.
+    pub fn describe(&self, position: &Position) -> String {
+        match (&position.stream, &position.lsn) {
+            (StreamPosition::Snapshot { instance, row }, _) => {
+                format!(
+                    "{} snapshot of {instance} row {row}",
+                    self.checkpoint.database
+                )
+            }
+            (_, Some(l)) => format!(
+                "{} commit_lsn {} change_lsn {} event_serial_no {}",
+                self.checkpoint.database,
+                l.commit_lsn,
+                l.change_lsn
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                l.event_serial_no.unwrap_or(0)
+            ),
+            _ => position.to_string(),
+        }
+    }
+
+    /// The values of a key, for tests and logs.
+    pub fn capture_keys(&self) -> Vec<(String, Vec<String>)> {
+        self.captures
+            .iter()
+            .map(|c| {
+                (
+                    c.instance().to_string(),
+                    c.table.key_names().iter().map(|s| s.to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl lakefold_api::Source for SqlServerSource {
+    async fn poll(&mut self, limits: BatchLimits) -> Result<ChangeBatch, SourceError> {
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        let mut caught_up = false;
+        while records.len() < limits.max_records && bytes < limits.max_bytes {
+            let Some(q) = self.queue.pop_front() else {
+                if !self.fill(limits).await? {
+                    caught_up = true;
+                    break;
+                }
+                continue;
+            };
+            self.advance(&q);
+            if let Some(r) = q.record {
+                bytes += r.raw.len();
+                records.push(r);
+            }
+        }
+        Ok(ChangeBatch {
+            records,
+            checkpoint: Some(Checkpoint::SqlserverCdc(self.checkpoint.clone())),
+            caught_up,
+        })
+    }
+
+    fn locate(&self, position: &Position) -> String {
+        self.describe(position)
+    }
+}
+
+/// Values of a row by column name, for tests.
+pub fn value_of<'a>(record: &'a SourceRecord, column: &str) -> Option<&'a Value> {
+    match &record.decoded {
+        lakefold_api::Decoded::Event(e) => e.image()?.get(column).map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdc::MemoryCdc;
+    use crate::history::History;
+    use lakefold_api::{Decoded, Op, Source};
+
+    fn lsn(n: u32) -> String {
+        format!("0x000000270000075{:01X}{:04X}", n >> 16, n & 0xffff)
+    }
+
+    /// Transactions 1..=n: even ones insert SaleId n, odd ones update SaleId 2 (before/after pair);
+    /// transaction 5 also deletes SaleId 4 in a second change.
+    fn history(n: u32, min: Option<u32>) -> History {
+        let mut changes = Vec::new();
+        let mut txs = Vec::new();
+        for t in 1..=n {
+            txs.push(serde_json::json!({"start_lsn": lsn(t * 16)}));
+            if t % 2 == 0 {
+                changes.push(serde_json::json!({"start_lsn": lsn(t * 16), "seqval": lsn(t * 16 - 2), "operation": 2,
+                    "values": {"SaleId": t, "Name": format!("n{t}")}}));
+            } else if t > 1 {
+                for op in [3, 4] {
+                    changes.push(serde_json::json!({"start_lsn": lsn(t * 16), "seqval": lsn(t * 16 - 3), "operation": op,
+                        "values": {"SaleId": 2, "Name": format!("{}{t}", if op == 3 { "old" } else { "new" })}}));
+                }
+            }
+            if t == 5 {
+                changes.push(serde_json::json!({"start_lsn": lsn(t * 16), "seqval": lsn(t * 16 - 1), "operation": 1,
+                    "values": {"SaleId": 4, "Name": "n4"}}));
+            }
+        }
+        let mut doc = serde_json::json!({"database": "DB", "capture_instances": [{"name": "dbo_T",
+            "source_schema": "dbo", "source_table": "T", "start_lsn": lsn(16),
+            "columns": [{"name": "SaleId", "type": "int", "nullable": false, "key": true},
+                        {"name": "Name", "type": "nvarchar(20)"}],
+            "changes": changes}], "lsn_time_mapping": txs});
+        if let Some(m) = min {
+            doc["min_lsn"] = serde_json::json!({"dbo_T": lsn(m * 16)});
+        }
+        History::parse(&doc.to_string()).unwrap()
+    }
+
+    fn options(snapshot: SnapshotMode) -> CdcOptions {
+        CdcOptions {
+            name: "erp".into(),
+            tables: vec![TableId::parse("dbo.T")],
+            capture_instances: Vec::new(),
+            max_transactions_per_window: 2,
+            on_gap: GapPolicy::Fail,
+            snapshot,
+            snapshot_chunk_rows: 2,
+            max_attempts: 3,
+        }
+    }
+
+    const ALL: BatchLimits = BatchLimits {
+        max_records: 1000,
+        max_bytes: 1 << 30,
+    };
+
+    async fn drain(
+        src: &mut SqlServerSource,
+        limits: BatchLimits,
+    ) -> (Vec<SourceRecord>, Option<SqlServerCheckpoint>) {
+        let mut out = Vec::new();
+        let mut cp = None;
+        for _ in 0..100 {
+            let b = src.poll(limits).await.unwrap();
+            if let Some(Checkpoint::SqlserverCdc(c)) = b.checkpoint {
+                cp = Some(c);
+            }
+            let done = b.caught_up;
+            out.extend(b.records);
+            if done {
+                break;
+            }
+        }
+        (out, cp)
+    }
+
+    fn ops(records: &[SourceRecord]) -> Vec<(Op, i64)> {
+        records
+            .iter()
+            .map(|r| match &r.decoded {
+                Decoded::Event(e) => (
+                    e.op,
+                    r.position.lsn.and_then(|l| l.event_serial_no).unwrap_or(-1),
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn windows_merge_into_log_order_with_update_pairs_and_debezium_serials() {
+        let db = MemoryCdc::new(history(6, None));
+        let mut src = SqlServerSource::open(Box::new(db), options(SnapshotMode::Never), None)
+            .await
+            .unwrap();
+        let (records, cp) = drain(&mut src, ALL).await;
+        assert_eq!(
+            ops(&records),
+            vec![
+                (Op::Create, 1),
+                (Op::Update, 2),
+                (Op::Create, 1),
+                (Op::Update, 2),
+                (Op::Delete, 1),
+                (Op::Create, 1)
+            ]
+        );
+        let positions: Vec<_> = records.iter().map(|r| r.position.clone()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "log order");
+        let Decoded::Event(update) = &records[1].decoded else {
+            unreachable!()
+        };
+        assert_eq!(
+            value_of(&records[1], "Name"),
+            Some(&Value::String("new3".into()))
+        );
+        assert_eq!(
+            update.before.as_ref().unwrap().values[1],
+            Value::String("old3".into())
+        );
+        assert_eq!(cp.unwrap().lsn, records.last().unwrap().position.lsn);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_source_skips_exactly_what_its_checkpoint_covers_even_inside_a_transaction() {
+        let mut src = SqlServerSource::open(
+            Box::new(MemoryCdc::new(history(6, None))),
+            options(SnapshotMode::Never),
+            None,
+        )
+        .await
+        .unwrap();
+        let all = drain(&mut src, ALL).await.0;
+        for cut in 1..all.len() {
+            let mut src = SqlServerSource::open(
+                Box::new(MemoryCdc::new(history(6, None))),
+                options(SnapshotMode::Never),
+                None,
+            )
+            .await
+            .unwrap();
+            let (first, cp) = drain(
+                &mut src,
+                BatchLimits {
+                    max_records: cut,
+                    max_bytes: 1 << 30,
+                },
+            )
+            .await;
+            // Stop after `cut` records (the first batch), as a crash after a commit would.
+            let first = &first[..cut.min(first.len())];
+            let cp = SqlServerCheckpoint {
+                lsn: first.last().and_then(|r| r.position.lsn),
+                ..cp.unwrap()
+            };
+            let mut again = SqlServerSource::open(
+                Box::new(MemoryCdc::new(history(6, None))),
+                options(SnapshotMode::Never),
+                Some(&cp),
+            )
+            .await
+            .unwrap();
+            let rest = drain(&mut again, ALL).await.0;
+            let joined: Vec<_> = first
+                .iter()
+                .chain(&rest)
+                .map(|r| r.position.clone())
+                .collect();
+            let want: Vec<_> = all.iter().map(|r| r.position.clone()).collect();
+            assert_eq!(joined, want, "cut after {cut}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cleanup_past_the_checkpoint_is_a_gap_error_naming_instance_and_lsns() {
+        let mut src = SqlServerSource::open(
+            Box::new(MemoryCdc::new(history(4, None))),
+            options(SnapshotMode::Never),
+            None,
+        )
+        .await
+        .unwrap();
+        let (_, cp) = drain(&mut src, ALL).await;
+        // Cleanup of what was already read is normal; a minimum LSN beyond the checkpoint's next LSN is a gap.
+        let ok = SqlServerSource::open(
+            Box::new(MemoryCdc::new(history(8, Some(4)))),
+            options(SnapshotMode::Never),
+            cp.as_ref(),
+        )
+        .await;
+        let mut ok = ok.unwrap();
+        assert_eq!(drain(&mut ok, ALL).await.0.len(), 5, "transactions 5 to 8");
+        let mut gap = SqlServerSource::open(
+            Box::new(MemoryCdc::new(history(8, Some(5)))),
+            options(SnapshotMode::Never),
+            cp.as_ref(),
+        )
+        .await
+        .unwrap();
+        let err = gap.poll(ALL).await.unwrap_err().to_string();
+        assert!(
+            err.contains("gap") && err.contains("dbo_T") && err.contains("00000027:00000750:0040"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_reads_the_state_in_key_chunks_and_resumes_mid_table() {
+        let h = history(6, None);
+        let mut src = SqlServerSource::open(
+            Box::new(MemoryCdc::new(h.clone())),
+            options(SnapshotMode::Initial),
+            None,
+        )
+        .await
+        .unwrap();
+        let (all, cp) = drain(&mut src, ALL).await;
+        let keys: Vec<_> = all.iter().map(|r| value_of(r, "SaleId").cloned()).collect();
+        assert_eq!(
+            keys,
+            vec![Some(Value::Int(2)), Some(Value::Int(6))],
+            "4 was deleted; 2 holds its last update"
+        );
+        assert!(all
+            .iter()
+            .all(|r| matches!(&r.decoded, Decoded::Event(e) if e.op == Op::Read)));
+        let cp = cp.unwrap();
+        assert!(cp.snapshot.is_none(), "{cp:?}");
+        // A crash after the first row: the next run reads the rest of the table (as it is now: key 8 was
+        // inserted after the snapshot LSN, so it is read here and again, later in position, when streaming),
+        // then streams from the snapshot LSN. The fold by position converges on the same last values.
+        let mut one = SqlServerSource::open(
+            Box::new(MemoryCdc::new(h.clone())),
+            options(SnapshotMode::Initial),
+            None,
+        )
+        .await
+        .unwrap();
+        let b = one
+            .poll(BatchLimits {
+                max_records: 1,
+                max_bytes: 1 << 30,
+            })
+            .await
+            .unwrap();
+        let Some(Checkpoint::SqlserverCdc(mid)) = b.checkpoint else {
+            unreachable!()
+        };
+        assert!(mid
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.current.as_ref().is_some_and(|c| c.rows == 1)));
+        let mut rest = SqlServerSource::open(
+            Box::new(MemoryCdc::new(history(8, None))),
+            options(SnapshotMode::Initial),
+            Some(&mid),
+        )
+        .await
+        .unwrap();
+        let (more, _) = drain(&mut rest, ALL).await;
+        let got: Vec<_> = more
+            .iter()
+            .map(|r| {
+                (
+                    value_of(r, "SaleId").cloned(),
+                    ops(std::slice::from_ref(r))[0].0,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(Value::Int(6)), Op::Read),
+                (Some(Value::Int(8)), Op::Read),
+                (Some(Value::Int(2)), Op::Update),
+                (Some(Value::Int(8)), Op::Create)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_errors_are_retried_and_the_run_goes_on() {
+        let mut db = MemoryCdc::new(history(4, None));
+        db.fail_next = 2;
+        let mut src = SqlServerSource::open(Box::new(db), options(SnapshotMode::Never), None)
+            .await
+            .unwrap();
+        assert_eq!(drain(&mut src, ALL).await.0.len(), 3);
+    }
+}
