@@ -430,6 +430,11 @@ impl SqlServerSource {
         };
         let mut rows: Vec<(usize, ChangeRow)> = Vec::new();
         for idx in 0..self.captures.len() {
+            // An older instance already read up to its successor's start is done: no gap check (its
+            // cleanup no longer matters), no query.
+            if self.captures[idx].stop_lsn.is_some_and(|stop| stop <= from) {
+                continue;
+            }
             let min = self.check_gap(idx).await?;
             let lo = from.max(min);
             let hi = match self.captures[idx].stop_lsn {
@@ -916,6 +921,67 @@ mod tests {
                 (Some(Value::Int(8)), Op::Create)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_second_capture_instance_takes_over_at_its_start_lsn_without_duplicates() {
+        let change = |t: u32, id: u32, extra: bool| {
+            let mut values = serde_json::json!({"SaleId": id, "Name": format!("n{t}")});
+            if extra {
+                values["Extra"] = serde_json::json!(t);
+            }
+            serde_json::json!({"start_lsn": lsn(t * 16), "seqval": lsn(t * 16 - 1), "operation": 2, "values": values})
+        };
+        let cols = |extra: bool| {
+            let mut c = vec![
+                serde_json::json!({"name": "SaleId", "type": "int", "nullable": false, "key": true}),
+                serde_json::json!({"name": "Name", "type": "nvarchar(20)"}),
+            ];
+            if extra {
+                c.push(serde_json::json!({"name": "Extra", "type": "int"}));
+            }
+            c
+        };
+        // The old instance keeps capturing until it is disabled; the new one starts at transaction 4.
+        let doc = |old_min: u32| {
+            serde_json::json!({"database": "DB", "capture_instances": [
+            {"name": "dbo_T", "source_schema": "dbo", "source_table": "T", "start_lsn": lsn(16), "columns": cols(false),
+             "changes": (1..=5).map(|t| change(t, t, false)).collect::<Vec<_>>()},
+            {"name": "dbo_T_v2", "source_schema": "dbo", "source_table": "T", "start_lsn": lsn(64), "columns": cols(true),
+             "changes": (4..=6).map(|t| change(t, t, true)).collect::<Vec<_>>()}],
+            "lsn_time_mapping": (1..=6).map(|t| serde_json::json!({"start_lsn": lsn(t * 16)})).collect::<Vec<_>>(),
+            "min_lsn": {"dbo_T": lsn(old_min * 16)}})
+        };
+        let h = History::parse(&doc(1).to_string()).unwrap();
+        let mut src = SqlServerSource::open(
+            Box::new(MemoryCdc::new(h)),
+            options(SnapshotMode::Never),
+            None,
+        )
+        .await
+        .unwrap();
+        let (records, cp) = drain(&mut src, ALL).await;
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| {
+                (
+                    value_of(r, "SaleId").cloned(),
+                    value_of(r, "Extra").is_some(),
+                )
+            })
+            .collect();
+        let want: Vec<_> = (1..=6).map(|t| (Some(Value::Int(t)), t >= 4)).collect();
+        assert_eq!(got, want);
+        // The old instance's cleanup after the switch is no gap.
+        let h = History::parse(&doc(7).to_string()).unwrap();
+        let mut again = SqlServerSource::open(
+            Box::new(MemoryCdc::new(h)),
+            options(SnapshotMode::Never),
+            cp.as_ref(),
+        )
+        .await
+        .unwrap();
+        assert!(drain(&mut again, ALL).await.0.is_empty());
     }
 
     #[tokio::test]
