@@ -1,8 +1,11 @@
 //! Environment checks of `validate` (skipped with `--no-environment`) and of `run` at start.
 
 use crate::config::{Config, ConfigError, SourceConfig};
-use crate::pipeline::sources::{kafka_options, resolve_source_path};
+use crate::pipeline::sources::{
+    kafka_options, resolve_source_path, sqlserver_database, sqlserver_options,
+};
 use lakefold_debezium::KafkaSource;
+use lakefold_sqlserver::SqlServerSource;
 use std::time::Duration;
 
 /// Problems with what the configuration points at: missing source files, an unusable lake directory,
@@ -38,6 +41,27 @@ pub async fn check(config: &Config, brokers: bool) -> Vec<ConfigError> {
                 }
                 Ok(_) => {}
             },
+            SourceConfig::SqlServerCdc(sql) if brokers => {
+                let key = format!("sources.{name}");
+                match sqlserver_database(name, sql) {
+                    Err(e) => errors.push(at(&format!("{key}.connection"), e.to_string())),
+                    Ok(db) => {
+                        let mut options = sqlserver_options(config, name, sql);
+                        options.max_attempts = 1;
+                        let checked = tokio::time::timeout(
+                            Duration::from_secs(60),
+                            SqlServerSource::check(Box::new(db), options),
+                        )
+                        .await;
+                        match checked {
+                            Ok(problems) => {
+                                errors.extend(problems.into_iter().map(|p| at(&key, p)))
+                            }
+                            Err(_) => errors.push(at(&key, "no answer within 60 s".into())),
+                        }
+                    }
+                }
+            }
             SourceConfig::SqlServerCdc(_) => {}
         }
     }

@@ -185,12 +185,16 @@ pub fn sqlserver_database(
 pub fn sqlserver_options(config: &Config, name: &str, sql: &SqlServerSourceConfig) -> CdcOptions {
     CdcOptions {
         name: name.to_string(),
-        tables: config
-            .routes
-            .iter()
-            .filter(|r| r.source == name)
-            .map(|r| TableId::parse(&r.from))
-            .collect(),
+        tables: {
+            let mut tables: Vec<TableId> = Vec::new();
+            for r in config.routes.iter().filter(|r| r.source == name) {
+                let id = TableId::parse(&r.from);
+                if !tables.iter().any(|t| t.matches(&id) && id.matches(t)) {
+                    tables.push(id);
+                }
+            }
+            tables
+        },
         capture_instances: sql.capture_instances.clone(),
         max_transactions_per_window: sql.max_transactions_per_window.max(1),
         on_gap: match sql.on_gap {

@@ -158,3 +158,18 @@ def test_the_fixture_answers_a_client_written_by_others(tmp, mssql):
         assert "does not understand" in str(err.value)
     finally:
         conn.close()
+
+
+def test_validate_connects_and_lists_tables_without_cdc(tmp, mssql):
+    port, data = mssql
+    write_history(data, gen.generate(50, seed=4))
+    cfg = write_cdc_config(tmp, port)
+    assert lakefold("--config", cfg, "validate").returncode == 0
+    cfg.write_text(cfg.read_text().replace('table = "agents"\nsource = "erp"\nfrom = "dbo.SALES"',
+                                           'table = "agents"\nsource = "erp"\nfrom = "dbo.AGENTS"'))
+    proc = lakefold("--config", cfg, "validate", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "CDC is not enabled for table dbo.AGENTS" in out and out.count("dbo.AGENTS (no capture") == 1, out
+    # Without the environment checks the same file is valid.
+    assert lakefold("--config", cfg, "validate", "--no-environment").returncode == 0
