@@ -26,4 +26,4 @@ pub use position::{Lsn, LsnParseError, LsnPosition, Position, StreamPosition};
 pub use source::{BatchLimits, ChangeBatch, Decoded, Source, SourceRecord};
 pub use text::{decimal_from_text, parse_timestamp_micros, unscaled_from_text};
 pub use types::{LogicalType, TimeUnit, TypeParseError};
-pub use value::Value;
+pub use value::{format_decimal, Value};

@@ -164,13 +164,7 @@ impl History {
         let Some(inst) = self.instance(instance) else {
             return Vec::new();
         };
-        let keys: Vec<usize> = inst
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.key)
-            .map(|(i, _)| i)
-            .collect();
+        let keys = inst.key_indexes();
         inst.state_at(self.max_lsn())
             .into_iter()
             .filter(|row| match after {

@@ -217,14 +217,18 @@ impl History {
 impl Instance {
     /// The table's rows as of `lsn`: the changes up to it replayed in order (inserts and update images
     /// set a row, deletes remove it), keyed by the key columns, in key order.
-    pub fn state_at(&self, lsn: Lsn) -> Vec<Vec<Value>> {
-        let keys: Vec<usize> = self
-            .columns
+    /// Where the key columns are among the columns.
+    pub fn key_indexes(&self) -> Vec<usize> {
+        self.columns
             .iter()
             .enumerate()
             .filter(|(_, c)| c.key)
             .map(|(i, _)| i)
-            .collect();
+            .collect()
+    }
+
+    pub fn state_at(&self, lsn: Lsn) -> Vec<Vec<Value>> {
+        let keys = self.key_indexes();
         let mut rows: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
         for change in self.changes.iter().filter(|c| c.start_lsn <= lsn) {
             let key: Vec<Value> = keys.iter().map(|&k| change.values[k].clone()).collect();

@@ -11,6 +11,7 @@ pub mod source;
 pub mod sql_type;
 pub mod statements;
 pub mod tds;
+pub mod tds_values;
 
 pub use cdc::{CdcDatabase, CdcError, MemoryCdc};
 pub use source::{CdcOptions, GapPolicy, SnapshotMode, SqlServerSource};

@@ -210,7 +210,7 @@ pub fn value_to_json(v: &Value, ty: SqlType) -> serde_json::Value {
             .unwrap_or(J::Null),
         Value::Decimal {
             unscaled, scale, ..
-        } => J::String(decimal_text(*unscaled, *scale)),
+        } => J::String(lakefold_api::format_decimal(*unscaled, *scale)),
         Value::String(s) => J::String(s.clone()),
         Value::Binary(b) => {
             let hex: String = b.iter().map(|x| format!("{x:02X}")).collect();
@@ -232,21 +232,9 @@ pub fn value_to_json(v: &Value, ty: SqlType) -> serde_json::Value {
     }
 }
 
-fn decimal_text(unscaled: i128, scale: i8) -> String {
-    if scale <= 0 {
-        return (unscaled * 10i128.pow((-scale) as u32)).to_string();
-    }
-    let digits = unscaled.unsigned_abs().to_string();
-    let s = scale as usize;
-    let padded = format!("{digits:0>width$}", width = s + 1);
-    let (int, frac) = padded.split_at(padded.len() - s);
-    format!("{}{int}.{frac}", if unscaled < 0 { "-" } else { "" })
-}
-
-/// Days since the epoch as `YYYY-MM-DD` (proleptic Gregorian).
+/// Days since the epoch as `YYYY-MM-DD`.
 pub fn date_text(days: i32) -> String {
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}")
+    Value::Date(days).to_string()
 }
 
 fn timestamp_text(micros: i64, digits: u8) -> String {
@@ -265,20 +253,6 @@ fn timestamp_text(micros: i64, digits: u8) -> String {
         out.push_str(&frac[..digits as usize]);
     }
     out
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -1,0 +1,355 @@
+//! The poller's logic against the in-memory CDC model.
+
+use super::*;
+use crate::cdc::MemoryCdc;
+use crate::history::History;
+use lakefold_api::{Decoded, Op, Source};
+
+fn lsn(n: u32) -> String {
+    format!("0x000000270000075{:01X}{:04X}", n >> 16, n & 0xffff)
+}
+
+/// Transactions 1..=n: even ones insert SaleId n, odd ones update SaleId 2 (before/after pair);
+/// transaction 5 also deletes SaleId 4 in a second change.
+fn history(n: u32, min: Option<u32>) -> History {
+    let mut changes = Vec::new();
+    let mut txs = Vec::new();
+    for t in 1..=n {
+        txs.push(serde_json::json!({"start_lsn": lsn(t * 16)}));
+        if t % 2 == 0 {
+            changes.push(serde_json::json!({"start_lsn": lsn(t * 16), "seqval": lsn(t * 16 - 2), "operation": 2,
+                "values": {"SaleId": t, "Name": format!("n{t}")}}));
+        } else if t > 1 {
+            for op in [3, 4] {
+                changes.push(serde_json::json!({"start_lsn": lsn(t * 16), "seqval": lsn(t * 16 - 3), "operation": op,
+                    "values": {"SaleId": 2, "Name": format!("{}{t}", if op == 3 { "old" } else { "new" })}}));
+            }
+        }
+        if t == 5 {
+            changes.push(serde_json::json!({"start_lsn": lsn(t * 16), "seqval": lsn(t * 16 - 1), "operation": 1,
+                "values": {"SaleId": 4, "Name": "n4"}}));
+        }
+    }
+    let mut doc = serde_json::json!({"database": "DB", "capture_instances": [{"name": "dbo_T",
+        "source_schema": "dbo", "source_table": "T", "start_lsn": lsn(16),
+        "columns": [{"name": "SaleId", "type": "int", "nullable": false, "key": true},
+                    {"name": "Name", "type": "nvarchar(20)"}],
+        "changes": changes}], "lsn_time_mapping": txs});
+    if let Some(m) = min {
+        doc["min_lsn"] = serde_json::json!({"dbo_T": lsn(m * 16)});
+    }
+    History::parse(&doc.to_string()).unwrap()
+}
+
+fn options(snapshot: SnapshotMode) -> CdcOptions {
+    CdcOptions {
+        name: "erp".into(),
+        tables: vec![TableId::parse("dbo.T")],
+        capture_instances: Vec::new(),
+        max_transactions_per_window: 2,
+        on_gap: GapPolicy::Fail,
+        snapshot,
+        snapshot_chunk_rows: 2,
+        max_attempts: 3,
+    }
+}
+
+const ALL: BatchLimits = BatchLimits {
+    max_records: 1000,
+    max_bytes: 1 << 30,
+};
+
+async fn drain(
+    src: &mut SqlServerSource,
+    limits: BatchLimits,
+) -> (Vec<SourceRecord>, Option<SqlServerCheckpoint>) {
+    let mut out = Vec::new();
+    let mut cp = None;
+    for _ in 0..100 {
+        let b = src.poll(limits).await.unwrap();
+        if let Some(Checkpoint::SqlserverCdc(c)) = b.checkpoint {
+            cp = Some(c);
+        }
+        let done = b.caught_up;
+        out.extend(b.records);
+        if done {
+            break;
+        }
+    }
+    (out, cp)
+}
+
+fn ops(records: &[SourceRecord]) -> Vec<(Op, i64)> {
+    records
+        .iter()
+        .map(|r| match &r.decoded {
+            Decoded::Event(e) => (
+                e.op,
+                r.position.lsn.and_then(|l| l.event_serial_no).unwrap_or(-1),
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn windows_merge_into_log_order_with_update_pairs_and_debezium_serials() {
+    let db = MemoryCdc::new(history(6, None));
+    let mut src = SqlServerSource::open(Box::new(db), options(SnapshotMode::Never), None)
+        .await
+        .unwrap();
+    let (records, cp) = drain(&mut src, ALL).await;
+    assert_eq!(
+        ops(&records),
+        vec![
+            (Op::Create, 1),
+            (Op::Update, 2),
+            (Op::Create, 1),
+            (Op::Update, 2),
+            (Op::Delete, 1),
+            (Op::Create, 1)
+        ]
+    );
+    let positions: Vec<_> = records.iter().map(|r| r.position.clone()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "log order");
+    let Decoded::Event(update) = &records[1].decoded else {
+        unreachable!()
+    };
+    assert_eq!(
+        value_of(&records[1], "Name"),
+        Some(&Value::String("new3".into()))
+    );
+    assert_eq!(
+        update.before.as_ref().unwrap().values[1],
+        Value::String("old3".into())
+    );
+    assert_eq!(cp.unwrap().lsn, records.last().unwrap().position.lsn);
+}
+
+#[tokio::test]
+async fn a_resumed_source_skips_exactly_what_its_checkpoint_covers_even_inside_a_transaction() {
+    let mut src = SqlServerSource::open(
+        Box::new(MemoryCdc::new(history(6, None))),
+        options(SnapshotMode::Never),
+        None,
+    )
+    .await
+    .unwrap();
+    let all = drain(&mut src, ALL).await.0;
+    for cut in 1..all.len() {
+        let mut src = SqlServerSource::open(
+            Box::new(MemoryCdc::new(history(6, None))),
+            options(SnapshotMode::Never),
+            None,
+        )
+        .await
+        .unwrap();
+        let (first, cp) = drain(
+            &mut src,
+            BatchLimits {
+                max_records: cut,
+                max_bytes: 1 << 30,
+            },
+        )
+        .await;
+        // Stop after `cut` records (the first batch), as a crash after a commit would.
+        let first = &first[..cut.min(first.len())];
+        let cp = SqlServerCheckpoint {
+            lsn: first.last().and_then(|r| r.position.lsn),
+            ..cp.unwrap()
+        };
+        let mut again = SqlServerSource::open(
+            Box::new(MemoryCdc::new(history(6, None))),
+            options(SnapshotMode::Never),
+            Some(&cp),
+        )
+        .await
+        .unwrap();
+        let rest = drain(&mut again, ALL).await.0;
+        let joined: Vec<_> = first
+            .iter()
+            .chain(&rest)
+            .map(|r| r.position.clone())
+            .collect();
+        let want: Vec<_> = all.iter().map(|r| r.position.clone()).collect();
+        assert_eq!(joined, want, "cut after {cut}");
+    }
+}
+
+#[tokio::test]
+async fn a_cleanup_past_the_checkpoint_is_a_gap_error_naming_instance_and_lsns() {
+    let mut src = SqlServerSource::open(
+        Box::new(MemoryCdc::new(history(4, None))),
+        options(SnapshotMode::Never),
+        None,
+    )
+    .await
+    .unwrap();
+    let (_, cp) = drain(&mut src, ALL).await;
+    // Cleanup of what was already read is normal; a minimum LSN beyond the checkpoint's next LSN is a gap.
+    let ok = SqlServerSource::open(
+        Box::new(MemoryCdc::new(history(8, Some(4)))),
+        options(SnapshotMode::Never),
+        cp.as_ref(),
+    )
+    .await;
+    let mut ok = ok.unwrap();
+    assert_eq!(drain(&mut ok, ALL).await.0.len(), 5, "transactions 5 to 8");
+    let mut gap = SqlServerSource::open(
+        Box::new(MemoryCdc::new(history(8, Some(5)))),
+        options(SnapshotMode::Never),
+        cp.as_ref(),
+    )
+    .await
+    .unwrap();
+    let err = gap.poll(ALL).await.unwrap_err().to_string();
+    assert!(
+        err.contains("gap") && err.contains("dbo_T") && err.contains("00000027:00000750:0040"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_reads_the_state_in_key_chunks_and_resumes_mid_table() {
+    let h = history(6, None);
+    let mut src = SqlServerSource::open(
+        Box::new(MemoryCdc::new(h.clone())),
+        options(SnapshotMode::Initial),
+        None,
+    )
+    .await
+    .unwrap();
+    let (all, cp) = drain(&mut src, ALL).await;
+    let keys: Vec<_> = all.iter().map(|r| value_of(r, "SaleId").cloned()).collect();
+    assert_eq!(
+        keys,
+        vec![Some(Value::Int(2)), Some(Value::Int(6))],
+        "4 was deleted; 2 holds its last update"
+    );
+    assert!(all
+        .iter()
+        .all(|r| matches!(&r.decoded, Decoded::Event(e) if e.op == Op::Read)));
+    let cp = cp.unwrap();
+    assert!(cp.snapshot.is_none(), "{cp:?}");
+    // A crash after the first row: the next run reads the rest of the table (as it is now: key 8 was
+    // inserted after the snapshot LSN, so it is read here and again, later in position, when streaming),
+    // then streams from the snapshot LSN. The fold by position converges on the same last values.
+    let mut one = SqlServerSource::open(
+        Box::new(MemoryCdc::new(h.clone())),
+        options(SnapshotMode::Initial),
+        None,
+    )
+    .await
+    .unwrap();
+    let b = one
+        .poll(BatchLimits {
+            max_records: 1,
+            max_bytes: 1 << 30,
+        })
+        .await
+        .unwrap();
+    let Some(Checkpoint::SqlserverCdc(mid)) = b.checkpoint else {
+        unreachable!()
+    };
+    assert!(mid
+        .snapshot
+        .as_ref()
+        .is_some_and(|s| s.current.as_ref().is_some_and(|c| c.rows == 1)));
+    let mut rest = SqlServerSource::open(
+        Box::new(MemoryCdc::new(history(8, None))),
+        options(SnapshotMode::Initial),
+        Some(&mid),
+    )
+    .await
+    .unwrap();
+    let (more, _) = drain(&mut rest, ALL).await;
+    let got: Vec<_> = more
+        .iter()
+        .map(|r| {
+            (
+                value_of(r, "SaleId").cloned(),
+                ops(std::slice::from_ref(r))[0].0,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(Value::Int(6)), Op::Read),
+            (Some(Value::Int(8)), Op::Read),
+            (Some(Value::Int(2)), Op::Update),
+            (Some(Value::Int(8)), Op::Create)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_second_capture_instance_takes_over_at_its_start_lsn_without_duplicates() {
+    let change = |t: u32, id: u32, extra: bool| {
+        let mut values = serde_json::json!({"SaleId": id, "Name": format!("n{t}")});
+        if extra {
+            values["Extra"] = serde_json::json!(t);
+        }
+        serde_json::json!({"start_lsn": lsn(t * 16), "seqval": lsn(t * 16 - 1), "operation": 2, "values": values})
+    };
+    let cols = |extra: bool| {
+        let mut c = vec![
+            serde_json::json!({"name": "SaleId", "type": "int", "nullable": false, "key": true}),
+            serde_json::json!({"name": "Name", "type": "nvarchar(20)"}),
+        ];
+        if extra {
+            c.push(serde_json::json!({"name": "Extra", "type": "int"}));
+        }
+        c
+    };
+    // The old instance keeps capturing until it is disabled; the new one starts at transaction 4.
+    let doc = |old_min: u32| {
+        serde_json::json!({"database": "DB", "capture_instances": [
+        {"name": "dbo_T", "source_schema": "dbo", "source_table": "T", "start_lsn": lsn(16), "columns": cols(false),
+         "changes": (1..=5).map(|t| change(t, t, false)).collect::<Vec<_>>()},
+        {"name": "dbo_T_v2", "source_schema": "dbo", "source_table": "T", "start_lsn": lsn(64), "columns": cols(true),
+         "changes": (4..=6).map(|t| change(t, t, true)).collect::<Vec<_>>()}],
+        "lsn_time_mapping": (1..=6).map(|t| serde_json::json!({"start_lsn": lsn(t * 16)})).collect::<Vec<_>>(),
+        "min_lsn": {"dbo_T": lsn(old_min * 16)}})
+    };
+    let h = History::parse(&doc(1).to_string()).unwrap();
+    let mut src = SqlServerSource::open(
+        Box::new(MemoryCdc::new(h)),
+        options(SnapshotMode::Never),
+        None,
+    )
+    .await
+    .unwrap();
+    let (records, cp) = drain(&mut src, ALL).await;
+    let got: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                value_of(r, "SaleId").cloned(),
+                value_of(r, "Extra").is_some(),
+            )
+        })
+        .collect();
+    let want: Vec<_> = (1..=6).map(|t| (Some(Value::Int(t)), t >= 4)).collect();
+    assert_eq!(got, want);
+    // The old instance's cleanup after the switch is no gap.
+    let h = History::parse(&doc(7).to_string()).unwrap();
+    let mut again = SqlServerSource::open(
+        Box::new(MemoryCdc::new(h)),
+        options(SnapshotMode::Never),
+        cp.as_ref(),
+    )
+    .await
+    .unwrap();
+    assert!(drain(&mut again, ALL).await.0.is_empty());
+}
+
+#[tokio::test]
+async fn connection_errors_are_retried_and_the_run_goes_on() {
+    let mut db = MemoryCdc::new(history(4, None));
+    db.fail_next = 2;
+    let mut src = SqlServerSource::open(Box::new(db), options(SnapshotMode::Never), None)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut src, ALL).await.0.len(), 3);
+}
