@@ -3,7 +3,7 @@
 //! model the poller's tests run against ([`crate::memory::MemoryCdc`]).
 
 use crate::sql_type::SqlType;
-use lakefold_api::{parse_timestamp_micros, Lsn, TimeUnit, Value};
+use lakefold_api::{parse_timestamp_micros, Lsn, Value};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -412,17 +412,7 @@ pub fn value_from_json(v: &serde_json::Value, ty: SqlType) -> Result<Value, Stri
         | SqlType::DateTime2 { .. }
         | SqlType::DateTimeOffset { .. } => {
             let s = v.as_str().ok_or_else(wrong)?;
-            let micros = parse_timestamp_micros(s).map_err(|_| wrong())?;
-            match ty.logical() {
-                lakefold_api::LogicalType::Timestamp(TimeUnit::Millisecond) => Value::Timestamp {
-                    value: micros.div_euclid(1000),
-                    unit: TimeUnit::Millisecond,
-                },
-                _ => Value::Timestamp {
-                    value: micros,
-                    unit: TimeUnit::Microsecond,
-                },
-            }
+            ty.timestamp_value(parse_timestamp_micros(s).map_err(|_| wrong())?)
         }
     })
 }
@@ -450,18 +440,21 @@ pub fn guid_bytes(s: &str) -> Option<[u8; 16]> {
     for (i, byte) in b.iter_mut().enumerate() {
         *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
+    swap_guid_order(&mut b);
+    Some(b)
+}
+
+/// Between RFC 4122 byte order and SQL Server's (first three groups little-endian); its own inverse.
+pub fn swap_guid_order(b: &mut [u8; 16]) {
     b[0..4].reverse();
     b[4..6].reverse();
     b[6..8].reverse();
-    Some(b)
 }
 
 /// GUID text (upper case, as SQL Server prints it) from its storage bytes.
 pub fn guid_text(b: &[u8; 16]) -> String {
     let mut v = *b;
-    v[0..4].reverse();
-    v[4..6].reverse();
-    v[6..8].reverse();
+    swap_guid_order(&mut v);
     let h: Vec<String> = v.iter().map(|x| format!("{x:02X}")).collect();
     format!(
         "{}-{}-{}-{}-{}",
@@ -494,6 +487,7 @@ pub fn lsn_from_bytes(b: &[u8]) -> Option<Lsn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lakefold_api::TimeUnit;
 
     const SAMPLE: &str = r#"{"database": "MYCOMPANY",
       "capture_instances": [{"name": "dbo_SALES", "source_schema": "dbo", "source_table": "SALES",

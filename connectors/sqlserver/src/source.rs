@@ -1,7 +1,7 @@
 //! The SQL Server CDC source: an initial snapshot, then bounded LSN windows of every capture instance
 //! merged into log order, as Debezium's SQL Server connector reads them.
 
-use crate::cdc::{increment, CdcDatabase, CdcError, ChangeTable, INVALID_RANGE_ERROR};
+use crate::cdc::{CdcDatabase, CdcError, ChangeTable, INVALID_RANGE_ERROR};
 use crate::history::ChangeRow;
 use crate::rows::Capture;
 use lakefold_api::{
@@ -10,6 +10,9 @@ use lakefold_api::{
     Value,
 };
 use std::collections::VecDeque;
+
+mod snapshot;
+mod validate;
 use std::time::Duration;
 
 type DbFuture<'a, T> =
@@ -137,55 +140,6 @@ impl SqlServerSource {
         src.last_change = src.checkpoint.lsn;
         src.phase = src.start_phase().await?;
         Ok(src)
-    }
-
-    /// What `validate` checks: the server answers, CDC is enabled for every route table, the configured
-    /// capture instances exist, and the user may call the CDC functions for each. Every problem is listed.
-    pub async fn check(db: Box<dyn CdcDatabase>, options: CdcOptions) -> Vec<String> {
-        let mut src = SqlServerSource::unopened(db, options);
-        if let Err(e) = src.call(|db| Box::pin(db.database_name())).await {
-            return vec![e.to_string()];
-        }
-        let captures = match src.resolve_captures().await {
-            Ok(c) => c,
-            Err(e) => return vec![e.to_string()],
-        };
-        let mut problems = Vec::new();
-        if let Err(e) = src.call(|db| Box::pin(db.max_lsn())).await {
-            problems.push(format!("cannot call sys.fn_cdc_get_max_lsn(): {e}"));
-        }
-        for c in &captures {
-            let name = c.instance().to_string();
-            let min = src
-                .call(|db| {
-                    let n = name.clone();
-                    Box::pin(async move { db.min_lsn(&n).await })
-                })
-                .await;
-            match min {
-                Err(e) => {
-                    problems.push(format!("cannot call sys.fn_cdc_get_min_lsn('{name}'): {e}"))
-                }
-                Ok(min) => {
-                    let table = c.table.clone();
-                    let read = src
-                        .call(|db| {
-                            let t = table.clone();
-                            Box::pin(async move { db.changes(&t, min, min).await })
-                        })
-                        .await;
-                    if let Err(e) = read {
-                        if !matches!(&e, SourceError::Cdc { message, .. } if message.contains(&format!("error {INVALID_RANGE_ERROR} ")))
-                        {
-                            problems.push(format!(
-                                "cannot read cdc.fn_cdc_get_all_changes_{name}: {e}"
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        problems
     }
 
     fn fatal(&self, message: String) -> SourceError {
@@ -354,91 +308,12 @@ impl SqlServerSource {
         }
     }
 
-    async fn begin_snapshot(&mut self) -> Result<(), SourceError> {
-        let snapshot_isolation = self.call(|db| Box::pin(db.begin_snapshot())).await?;
-        if !snapshot_isolation {
-            tracing::warn!(source = %self.options.name, "snapshot isolation is not allowed in this database; the snapshot reads under REPEATABLE READ");
-        }
-        Ok(())
-    }
-
     /// Queues what comes next; false when nothing more is available now.
     async fn fill(&mut self, limits: BatchLimits) -> Result<bool, SourceError> {
         match self.phase {
             Phase::Snapshot => self.fill_snapshot(limits).await.map(|_| true),
             Phase::Streaming { from } => self.fill_window(from).await,
         }
-    }
-
-    async fn fill_snapshot(&mut self, limits: BatchLimits) -> Result<(), SourceError> {
-        let Some(progress) = self.checkpoint.snapshot.clone() else {
-            return Ok(());
-        };
-        let next = self
-            .captures
-            .iter()
-            .position(|c| !progress.done.iter().any(|d| d == c.instance()));
-        let Some(idx) = next else {
-            let _ = self.call(|db| Box::pin(db.end_snapshot())).await?;
-            self.queue.push_back(Queued {
-                record: None,
-                advance: Advance::SnapshotDone(progress.lsn),
-            });
-            self.phase = Phase::Streaming {
-                from: increment(progress.lsn),
-            };
-            tracing::info!(source = %self.options.name, at = %progress.lsn, "initial snapshot finished; streaming changes");
-            return Ok(());
-        };
-        let capture = self.captures[idx].clone();
-        let (mut row, after) = match &progress.current {
-            Some(c) if c.instance == capture.instance() => {
-                let key = capture.key_values(&c.last_key).map_err(|m| self.fatal(m))?;
-                (c.rows, Some(key))
-            }
-            _ => (0, None),
-        };
-        let limit = self
-            .options
-            .snapshot_chunk_rows
-            .min(limits.max_records.max(1) as u32);
-        let rows = self
-            .call(|db| {
-                let t = capture.table.clone();
-                let a = after.clone();
-                Box::pin(async move { db.snapshot_chunk(&t, a.as_deref(), limit).await })
-            })
-            .await?;
-        if rows.is_empty() {
-            tracing::info!(instance = %capture.instance(), rows = row, "snapshot of table done");
-            self.queue.push_back(Queued {
-                record: None,
-                advance: Advance::TableDone(capture.instance().to_string()),
-            });
-            return Ok(());
-        }
-        tracing::info!(instance = %capture.instance(), rows = row + rows.len() as u64, "snapshot progress");
-        let n = rows.len();
-        for values in rows {
-            row += 1;
-            let key = capture.key_json(&values);
-            self.queue.push_back(Queued {
-                record: Some(capture.snapshot_record(progress.lsn, row, values)),
-                advance: Advance::SnapshotRow {
-                    instance: capture.instance().to_string(),
-                    row,
-                    key,
-                },
-            });
-        }
-        // A chunk that ends the table is followed by an empty query next time; none is needed when short.
-        if n < limit as usize {
-            self.queue.push_back(Queued {
-                record: None,
-                advance: Advance::TableDone(capture.instance().to_string()),
-            });
-        }
-        Ok(())
     }
 
     /// Fails (or re-snapshots) when changes after the checkpoint were cleaned up before they were read.
@@ -637,19 +512,6 @@ impl SqlServerSource {
             _ => position.to_string(),
         }
     }
-
-    /// The values of a key, for tests and logs.
-    pub fn capture_keys(&self) -> Vec<(String, Vec<String>)> {
-        self.captures
-            .iter()
-            .map(|c| {
-                (
-                    c.instance().to_string(),
-                    c.table.key_names().iter().map(|s| s.to_string()).collect(),
-                )
-            })
-            .collect()
-    }
 }
 
 #[async_trait::async_trait]
@@ -684,14 +546,10 @@ impl lakefold_api::Source for SqlServerSource {
     }
 }
 
-/// Values of a row by column name, for tests.
+/// The value of `column` in a record's row image (tests and tools).
 pub fn value_of<'a>(record: &'a SourceRecord, column: &str) -> Option<&'a Value> {
     match &record.decoded {
         lakefold_api::Decoded::Event(e) => e.image()?.get(column).map(|(_, v)| v),
         _ => None,
     }
 }
-
-#[cfg(test)]
-#[path = "source_tests.rs"]
-mod tests;

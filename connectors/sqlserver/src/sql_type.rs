@@ -272,6 +272,22 @@ impl SqlType {
     }
 }
 
+impl SqlType {
+    /// A point in time (µs since the epoch, UTC) as this column's timestamp value, in its unit.
+    pub fn timestamp_value(&self, micros: i64) -> lakefold_api::Value {
+        match self.logical() {
+            LogicalType::Timestamp(TimeUnit::Millisecond) => lakefold_api::Value::Timestamp {
+                value: micros.div_euclid(1000),
+                unit: TimeUnit::Millisecond,
+            },
+            _ => lakefold_api::Value::Timestamp {
+                value: micros,
+                unit: TimeUnit::Microsecond,
+            },
+        }
+    }
+}
+
 impl fmt::Display for SqlType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sized = |len: Option<u16>| len.map(|l| l.to_string()).unwrap_or_else(|| "max".into());

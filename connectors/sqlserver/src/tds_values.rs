@@ -1,8 +1,8 @@
 //! TDS values (tiberius `ColumnData`) as logical values, and key values as statement parameters.
 
-use crate::history::guid_text;
+use crate::history::{guid_text, swap_guid_order};
 use crate::sql_type::SqlType;
-use lakefold_api::{TimeUnit, Value};
+use lakefold_api::Value;
 use tiberius::{ColumnData, ToSql};
 
 const DAYS_0001_TO_1970: i64 = 719_162;
@@ -19,16 +19,7 @@ fn micros_of_time(t: tiberius::time::Time) -> i64 {
 }
 
 fn timestamp(micros: i64, ty: SqlType) -> Value {
-    match ty.logical() {
-        lakefold_api::LogicalType::Timestamp(TimeUnit::Millisecond) => Value::Timestamp {
-            value: micros.div_euclid(1000),
-            unit: TimeUnit::Millisecond,
-        },
-        _ => Value::Timestamp {
-            value: micros,
-            unit: TimeUnit::Microsecond,
-        },
-    }
+    ty.timestamp_value(micros)
 }
 
 /// A TDS value as the column's logical value.
@@ -83,9 +74,7 @@ pub fn value_of(c: ColumnData<'static>, ty: SqlType) -> Result<Value, String> {
             .map(|g| {
                 let mut b = *g.as_bytes();
                 // tiberius hands the GUID in RFC order; SQL Server prints the same text.
-                b[0..4].reverse();
-                b[4..6].reverse();
-                b[6..8].reverse();
+                swap_guid_order(&mut b);
                 Value::String(guid_text(&b))
             })
             .unwrap_or(Value::Null),

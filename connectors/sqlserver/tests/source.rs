@@ -1,9 +1,12 @@
-//! The poller's logic against the in-memory CDC model.
+//! The poller's logic against the in-memory CDC model (windows, merge order, 3/4 pairs, serials, gaps,
+//! snapshot chunks and resume, capture-instance switch, reconnect).
 
-use super::*;
-use crate::cdc::MemoryCdc;
-use crate::history::History;
+use lakefold_api::{BatchLimits, Checkpoint, SourceRecord, SqlServerCheckpoint, TableId, Value};
 use lakefold_api::{Decoded, Op, Source};
+use lakefold_sqlserver::history::History;
+use lakefold_sqlserver::source::value_of;
+use lakefold_sqlserver::MemoryCdc;
+use lakefold_sqlserver::{CdcOptions, GapPolicy, SnapshotMode, SqlServerSource};
 
 fn lsn(n: u32) -> String {
     format!("0x000000270000075{:01X}{:04X}", n >> 16, n & 0xffff)
