@@ -243,7 +243,9 @@ pub struct SqlServerSourceConfig {
     /// Transactions per LSN window (Debezium's `max.iteration.transactions`). Default 500.
     #[serde(default = "default_max_transactions")]
     pub max_transactions_per_window: u32,
-    /// What to do when the stored LSN fell behind the capture instance's min LSN: `fail` or `resnapshot`.
+    /// What to do when changes after the stored LSN were cleaned up before they were read (the capture
+    /// instance's min LSN is past it): `fail` (default; stop, exit 1) or `resnapshot` (read that table
+    /// again at the max LSN, then go on streaming; rows deleted during the gap stay in the lake table).
     #[serde(default)]
     pub on_gap: OnGap,
     /// `initial` (snapshot the tables first when no checkpoint is stored) or `never` (stream from the
@@ -256,7 +258,8 @@ pub struct SqlServerSourceConfig {
     /// Accept any server certificate. Only when set explicitly; never the default.
     #[serde(default)]
     pub trust_server_certificate: bool,
-    /// Time allowed to connect and for each statement. Default `"60s"`.
+    /// Time allowed to connect and for each statement. Default `"60s"`. A change query that times out
+    /// halves the LSN window (down to one transaction) instead of asking the same question again.
     #[serde(default = "default_statement_timeout")]
     pub statement_timeout: DurationText,
 }

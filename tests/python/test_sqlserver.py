@@ -37,9 +37,9 @@ def write_history(path, events, **kw):
         os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
 
 
-def write_cdc_config(tmp, port, snapshot="never", extra=""):
-    text = '[lake]\nuri = "%s"\n\n[sources.erp]\ntype = "sqlserver-cdc"\n' % (tmp / "lake")
-    text += 'connection = "server=tcp:127.0.0.1,%d;database=MYCOMPANY;user=cdc;encrypt=false"\n' % port
+def write_cdc_config(tmp, port, snapshot="never", extra="", encrypt="false", lake=None):
+    text = '[lake]\nuri = "%s"\n\n[sources.erp]\ntype = "sqlserver-cdc"\n' % (lake or tmp / "lake")
+    text += 'connection = "server=tcp:127.0.0.1,%d;database=MYCOMPANY;user=cdc;encrypt=%s"\n' % (port, encrypt)
     text += 'snapshot = "%s"\n%s\n' % (snapshot, extra)
     for table, key, columns, on_delete in gen.ROUTES:
         text += route_toml(table, key, columns, on_delete, source="erp")
@@ -173,3 +173,90 @@ def test_validate_connects_and_lists_tables_without_cdc(tmp, mssql):
     assert "CDC is not enabled for table dbo.AGENTS" in out and out.count("dbo.AGENTS (no capture") == 1, out
     # Without the environment checks the same file is valid.
     assert lakefold("--config", cfg, "validate", "--no-environment").returncode == 0
+
+
+def test_on_gap_resnapshot_rereads_the_table_and_goes_on_streaming(tmp, mssql):
+    port, data = mssql
+    more = gen.generate(1500, seed=8)
+    first, events = more[:600], more[:1200]
+    write_history(data, first)
+    cfg = write_cdc_config(tmp, port, extra='on_gap = "resnapshot"')
+    lakefold("--config", cfg, "run", "--once")
+    later = sorted({gen.lsn_hex(e["commit_lsn"]) for e in events[600:] if e is not None})
+    write_history(data, events, min_lsn=later[5])
+    out = lakefold("--config", cfg, "run", "--once")
+    assert "re-snapshotting" in out.stderr, out.stderr[-3000:]
+    # The table as it is now, at positions after the first history; sales deleted in the gap stay (no
+    # change says they went).
+    snap = state_events(events)
+    assert records_read(out) == len(snap)
+    assert_tables_match(tmp / "lake", gen.expected_tables(first + snap))
+    write_history(data, more, min_lsn=later[5])
+    out = lakefold("--config", cfg, "run", "--once")
+    assert records_read(out) == distinct_changes(more) - distinct_changes(events)
+    assert_tables_match(tmp / "lake", gen.expected_tables(first + snap + [e for e in more[1200:] if e]))
+
+
+def test_sigterm_ends_the_daemon_between_windows_and_a_restart_resumes_exactly(tmp, mssql):
+    import signal
+    import subprocess
+    import time
+    port, data = mssql
+    events = gen.generate(4000, seed=17)
+    write_history(data, events[:1000])
+    cfg = write_cdc_config(tmp, port, extra='max_transactions_per_window = 25\npoll_interval = "100ms"')
+    proc = subprocess.Popen([BIN, "--config", str(cfg), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not list((tmp / "lake" / "sales" / ".hoodie").glob("*.commit")) and time.time() < deadline:
+            time.sleep(0.1)
+        write_history(data, events)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert " ERROR " not in err, err[-3000:]
+    daemon = records_read(subprocess.CompletedProcess([], 0, out, err))
+    again = lakefold("--config", cfg, "run", "--once")
+    # Every change read exactly once across the stop, and the tables are the fold of all of them.
+    assert daemon + records_read(again) == distinct_changes(events), (daemon, records_read(again))
+    assert_tables_match(tmp / "lake", gen.expected_tables(events))
+
+
+def test_a_snapshot_on_a_terminal_draws_a_progress_bar(tmp, mssql):
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+    port, data = mssql
+    events = gen.generate(1500, seed=11)
+    write_history(data, events)
+    cfg = write_cdc_config(tmp, port, snapshot="initial")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([BIN, "--config", str(cfg), "run", "--once"], stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    out = b""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    text = out.decode("utf-8", "replace")
+    assert proc.returncode == 0, text[-3000:]
+    live = len(state_events(events))
+    bar = "\r\x1b[2Ksnapshot dbo_SALES [%s] 100%%  %d/%d rows" % ("#" * 30, live, live)
+    assert bar in text, text[-3000:]

@@ -83,9 +83,15 @@ pub struct SqlServerCheckpoint {
     /// The position of the last change consumed; `None` before anything was streamed.
     #[serde(default)]
     pub lsn: Option<LsnPosition>,
-    /// Present while the initial snapshot is not finished.
+    /// Present while a snapshot is not finished: the initial one (`lsn` is `None`), or the re-snapshot of
+    /// a table whose changes were cleaned up before they were read (`on_gap = "resnapshot"`; `lsn` stays
+    /// where streaming resumes afterwards).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotProgress>,
+    /// Capture instances re-snapshotted at an LSN the checkpoint has not reached yet: their changes up to
+    /// that LSN are covered by the snapshot and skipped while streaming catches up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "lsn_map")]
+    pub resnapshotted: BTreeMap<String, Lsn>,
 }
 
 /// How far an initial snapshot got: the tables are read at `lsn`, one capture instance after another in
@@ -124,6 +130,24 @@ impl SnapshotProgress {
             self.done.len(),
             self.current.as_ref().map(|c| c.rows).unwrap_or(0),
         )
+    }
+}
+
+mod lsn_map {
+    use crate::position::Lsn;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<String, Lsn>, s: S) -> Result<S::Ok, S::Error> {
+        let text: BTreeMap<&String, String> = map.iter().map(|(k, v)| (k, v.to_string())).collect();
+        text.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Lsn>, D::Error> {
+        let text = BTreeMap::<String, String>::deserialize(d)?;
+        text.into_iter()
+            .map(|(k, v)| v.parse().map(|l| (k, l)).map_err(serde::de::Error::custom))
+            .collect()
     }
 }
 
@@ -170,9 +194,13 @@ impl Checkpoint {
                 .next_offset(topic, *partition)
                 .is_some_and(|next| *offset < next),
             (Checkpoint::SqlserverCdc(cp), StreamPosition::Snapshot { instance, row }) => {
-                match &cp.snapshot {
-                    Some(s) => s.covers(instance, *row),
-                    None => cp.lsn.is_some(),
+                // A finished snapshot at S is stored as a position after every change of S; one that
+                // began after the stored position (a re-snapshot) is not covered by it.
+                match (&cp.snapshot, &cp.lsn, &position.lsn) {
+                    (Some(s), _, _) => s.covers(instance, *row),
+                    (None, Some(stored), Some(at)) => at <= stored,
+                    (None, Some(_), None) => true,
+                    (None, None, _) => false,
                 }
             }
             (Checkpoint::SqlserverCdc(cp), StreamPosition::Cdc) => match (&cp.lsn, &position.lsn) {
@@ -259,6 +287,41 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resnapshot_after_the_stored_position_is_not_covered_by_it_and_round_trips_as_hex() {
+        let at = |n: u128| LsnPosition {
+            commit_lsn: Lsn(n),
+            change_lsn: None,
+            event_serial_no: None,
+        };
+        let snapshot_row = |n: u128| Position {
+            lsn: Some(at(n)),
+            stream: StreamPosition::Snapshot {
+                instance: "dbo_T".into(),
+                row: 1,
+            },
+        };
+        let mut cp = SqlServerCheckpoint {
+            database: "DB".into(),
+            lsn: Some(at(100)),
+            snapshot: None,
+            resnapshotted: BTreeMap::new(),
+        };
+        cp.resnapshotted.insert("dbo_T".into(), Lsn(200));
+        let stored = Checkpoint::SqlserverCdc(cp.clone());
+        assert!(
+            stored.covers(&snapshot_row(100)),
+            "the initial snapshot, finished"
+        );
+        assert!(!stored.covers(&snapshot_row(200)), "a re-snapshot after it");
+        let text = serde_json::to_string(&stored).unwrap();
+        assert!(
+            text.contains(r#""resnapshotted":{"dbo_T":"00000000:00000000:00c8"}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Checkpoint>(&text).unwrap(), stored);
+    }
 
     #[test]
     fn file_checkpoint_covers_lines_up_to_it() {

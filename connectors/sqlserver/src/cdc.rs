@@ -41,6 +41,16 @@ pub enum CdcError {
     /// The connection failed or broke: reconnect with backoff.
     #[error("sql server {server}: {message}")]
     Connection { server: String, message: String },
+    /// The TLS handshake failed (an untrusted or mismatched certificate, no common protocol).
+    #[error("sql server {server}: TLS handshake failed: {message} (trust the server's CA with ca_file, or set trust_server_certificate = true to accept any certificate)")]
+    Tls { server: String, message: String },
+    /// A statement did not answer within the statement timeout (the connection is dropped).
+    #[error("sql server {server}: {statement} did not answer within {after:?}")]
+    Timeout {
+        server: String,
+        statement: String,
+        after: std::time::Duration,
+    },
     /// The server answered with an error (number, as SQL Server numbers them).
     #[error("sql server {server}: error {number} running {statement}: {message}")]
     Server {
@@ -61,7 +71,11 @@ pub enum CdcError {
 impl CdcError {
     /// True when reconnecting and asking again may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, CdcError::Connection { .. })
+        matches!(self, CdcError::Connection { .. } | CdcError::Timeout { .. })
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, CdcError::Timeout { .. })
     }
 }
 
@@ -93,6 +107,8 @@ pub trait CdcDatabase: Send {
     /// Starts a consistent read of the tables; true when it is under snapshot isolation.
     async fn begin_snapshot(&mut self) -> Result<bool, CdcError>;
     async fn end_snapshot(&mut self) -> Result<(), CdcError>;
+    /// How many rows `table` holds, as the catalog estimates it (`None` when it cannot say).
+    async fn row_count(&mut self, table: &CaptureTable) -> Result<Option<u64>, CdcError>;
     /// Up to `limit` rows of `table` in key order after the key `after`.
     async fn snapshot_chunk(
         &mut self,
@@ -154,6 +170,13 @@ impl History {
             .map(|t| t.start_lsn)
     }
 
+    /// The rows of the instance's table at the max LSN.
+    pub fn row_count(&self, instance: &str) -> u64 {
+        self.instance(instance)
+            .map(|i| i.state_at(self.max_lsn()).len() as u64)
+            .unwrap_or(0)
+    }
+
     /// Up to `limit` rows of the instance's table at the max LSN, in key order, after `after`.
     pub fn snapshot_rows(
         &self,
@@ -190,6 +213,8 @@ pub struct MemoryCdc {
     pub history: History,
     /// Calls that fail with a connection error before answering (for reconnect tests).
     pub fail_next: usize,
+    /// Change queries that would return more rows than this time out (a server too slow for the window).
+    pub timeout_over_rows: Option<usize>,
 }
 
 impl MemoryCdc {
@@ -197,6 +222,7 @@ impl MemoryCdc {
         MemoryCdc {
             history,
             fail_next: 0,
+            timeout_over_rows: None,
         }
     }
 
@@ -279,7 +305,8 @@ impl CdcDatabase for MemoryCdc {
         to: Lsn,
     ) -> Result<Vec<ChangeRow>, CdcError> {
         self.check()?;
-        self.history
+        let rows: Vec<ChangeRow> = self
+            .history
             .changes_between(&table.change_table.instance, from, to)
             .map(|rows| rows.into_iter().cloned().collect())
             .map_err(|message| CdcError::Server {
@@ -287,7 +314,15 @@ impl CdcDatabase for MemoryCdc {
                 statement: "changes".into(),
                 number: INVALID_RANGE_ERROR,
                 message,
-            })
+            })?;
+        match self.timeout_over_rows {
+            Some(limit) if rows.len() > limit => Err(CdcError::Timeout {
+                server: "memory".into(),
+                statement: "changes".into(),
+                after: std::time::Duration::from_secs(60),
+            }),
+            _ => Ok(rows),
+        }
     }
 
     async fn begin_snapshot(&mut self) -> Result<bool, CdcError> {
@@ -297,6 +332,11 @@ impl CdcDatabase for MemoryCdc {
 
     async fn end_snapshot(&mut self) -> Result<(), CdcError> {
         self.check()
+    }
+
+    async fn row_count(&mut self, table: &CaptureTable) -> Result<Option<u64>, CdcError> {
+        self.check()?;
+        Ok(Some(self.history.row_count(&table.change_table.instance)))
     }
 
     async fn snapshot_chunk(

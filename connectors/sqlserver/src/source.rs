@@ -1,8 +1,7 @@
 //! The SQL Server CDC source: an initial snapshot, then bounded LSN windows of every capture instance
 //! merged into log order, as Debezium's SQL Server connector reads them.
 
-use crate::cdc::{CdcDatabase, CdcError, ChangeTable, INVALID_RANGE_ERROR};
-use crate::history::ChangeRow;
+use crate::cdc::{CdcDatabase, CdcError, ChangeTable};
 use crate::rows::Capture;
 use lakefold_api::{
     BatchLimits, ChangeBatch, Checkpoint, Lsn, LsnPosition, Position, SnapshotCursor,
@@ -10,10 +9,13 @@ use lakefold_api::{
     Value,
 };
 use std::collections::VecDeque;
+use std::time::Duration;
 
+mod progress;
 mod snapshot;
 mod validate;
-use std::time::Duration;
+mod window;
+use window::WindowSize;
 
 type DbFuture<'a, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, CdcError>> + Send + 'a>>;
@@ -92,6 +94,10 @@ pub struct SqlServerSource {
     queue: VecDeque<Queued>,
     /// The (commit, change) LSNs and serial of the last change queued (Debezium's offset context).
     last_change: Option<LsnPosition>,
+    /// Transactions per window now (smaller than configured after a timeout).
+    window: WindowSize,
+    /// The snapshot progress shown for the table being read.
+    progress: Option<progress::TableProgress>,
 }
 
 impl SqlServerSource {
@@ -99,12 +105,15 @@ impl SqlServerSource {
     fn unopened(db: Box<dyn CdcDatabase>, options: CdcOptions) -> SqlServerSource {
         SqlServerSource {
             db,
+            window: WindowSize::new(options.max_transactions_per_window),
+            progress: None,
             options,
             captures: Vec::new(),
             checkpoint: SqlServerCheckpoint {
                 database: String::new(),
                 lsn: None,
                 snapshot: None,
+                resnapshotted: Default::default(),
             },
             phase: Phase::Snapshot,
             queue: VecDeque::new(),
@@ -135,6 +144,7 @@ impl SqlServerSource {
                 database,
                 lsn: None,
                 snapshot: None,
+                resnapshotted: Default::default(),
             },
         };
         src.last_change = src.checkpoint.lsn;
@@ -166,11 +176,17 @@ impl SqlServerSource {
     where
         F: for<'a> Fn(&'a mut dyn CdcDatabase) -> DbFuture<'a, T>,
     {
-        self.call_raw(f).await.map_err(|e| self.source_error(e))
+        self.retrying(f, CdcError::is_transient)
+            .await
+            .map_err(|e| self.source_error(e))
     }
 
-    /// [`Self::call`] with the database's own error.
-    async fn call_raw<T, F>(&mut self, f: F) -> Result<T, CdcError>
+    /// Runs a database call, retrying with backoff the errors `retry` accepts; the database's own error.
+    async fn retrying<T, F>(
+        &mut self,
+        f: F,
+        retry: impl Fn(&CdcError) -> bool,
+    ) -> Result<T, CdcError>
     where
         F: for<'a> Fn(&'a mut dyn CdcDatabase) -> DbFuture<'a, T>,
     {
@@ -179,7 +195,7 @@ impl SqlServerSource {
         loop {
             match f(self.db.as_mut()).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() && attempt < self.options.max_attempts => {
+                Err(e) if retry(&e) && attempt < self.options.max_attempts => {
                     tracing::warn!(source = %self.options.name, attempt, error = %e, "sql server call failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
@@ -316,145 +332,16 @@ impl SqlServerSource {
         }
     }
 
-    /// Fails (or re-snapshots) when changes after the checkpoint were cleaned up before they were read.
-    async fn check_gap(&mut self, idx: usize) -> Result<Lsn, SourceError> {
-        let name = self.captures[idx].instance().to_string();
-        let min = self
-            .call(|db| {
-                let n = name.clone();
-                Box::pin(async move { db.min_lsn(&n).await })
-            })
-            .await?;
-        if let Some(last) = self.checkpoint.lsn {
-            let next = self
-                .call(|db| Box::pin(db.increment_lsn(last.commit_lsn)))
-                .await?;
-            if min > next && self.captures[idx].table.change_table.start_lsn <= last.commit_lsn {
-                return Err(self.gap(&name, last.commit_lsn, min));
-            }
-        }
-        Ok(min)
-    }
-
-    fn gap(&self, instance: &str, stored: Lsn, min: Lsn) -> SourceError {
-        let policy = match self.options.on_gap {
-            GapPolicy::Fail => "on_gap = \"fail\"",
-            GapPolicy::Resnapshot => "on_gap = \"resnapshot\" is not available yet",
-        };
-        self.fatal(format!(
-            "gap in the change data of capture instance {instance}: the stored checkpoint is at LSN {stored} but the instance's minimum LSN is now {min} (changes in between were removed by the CDC cleanup job before lakefold read them); {policy}: stopping. Raise the retention (sys.sp_cdc_change_job @retention) and re-snapshot the tables (lakefold table truncate, then run)"
-        ))
-    }
-
-    /// Reads the next LSN window from `from`; false when there is none yet.
-    async fn fill_window(&mut self, from: Lsn) -> Result<bool, SourceError> {
-        let max = self.call(|db| Box::pin(db.max_lsn())).await?;
-        if from > max {
-            return Ok(false);
-        }
-        let n = self.options.max_transactions_per_window;
-        let end = match self.call(|db| Box::pin(db.window_end(from, n))).await? {
-            Some(end) => end.min(max),
-            None => return Ok(false),
-        };
-        let mut rows: Vec<(usize, ChangeRow)> = Vec::new();
-        for idx in 0..self.captures.len() {
-            // An older instance already read up to its successor's start is done: no gap check (its
-            // cleanup no longer matters), no query.
-            if self.captures[idx].stop_lsn.is_some_and(|stop| stop <= from) {
-                continue;
-            }
-            let min = self.check_gap(idx).await?;
-            let lo = from.max(min);
-            let hi = match self.captures[idx].stop_lsn {
-                Some(stop) if stop <= lo => continue,
-                Some(stop) => end.min(Lsn(stop.0 - 1)),
-                None => end,
-            };
-            if lo > hi {
-                continue;
-            }
-            let table = self.captures[idx].table.clone();
-            let got = self
-                .call_raw(|db| {
-                    let t = table.clone();
-                    Box::pin(async move { db.changes(&t, lo, hi).await })
-                })
-                .await;
-            match got {
-                Ok(r) => rows.extend(r.into_iter().map(|c| (idx, c))),
-                Err(CdcError::Server { number, .. }) if number == INVALID_RANGE_ERROR => {
-                    // The cleanup job ran between the minimum LSN check and the query.
-                    let stored = self
-                        .checkpoint
-                        .lsn
-                        .map(|l| l.commit_lsn)
-                        .unwrap_or_default();
-                    let name = self.captures[idx].instance().to_string();
-                    let min = self.check_gap(idx).await?;
-                    return Err(self.gap(&name, stored, min));
-                }
-                Err(e) => return Err(self.source_error(e)),
-            }
-        }
-        rows.sort_by_key(|(_, c)| (c.start_lsn, c.seqval, c.operation));
-        // Windows start at a transaction, so serial numbers never continue across them; a resumed window
-        // re-reads its first transaction and numbers it exactly as the first read did.
-        self.last_change = None;
-        self.queue_changes(rows);
-        self.phase = Phase::Streaming {
-            from: self.call(|db| Box::pin(db.increment_lsn(end))).await?,
-        };
-        Ok(true)
-    }
-
-    /// Pairs updates' before (3) and after (4) rows, numbers events as Debezium does, and queues what the
-    /// checkpoint does not cover.
-    fn queue_changes(&mut self, rows: Vec<(usize, ChangeRow)>) {
-        let mut it = rows.into_iter().peekable();
-        while let Some((idx, row)) = it.next() {
-            let after = if row.operation == 3 {
-                match it.peek() {
-                    Some((j, next))
-                        if *j == idx && next.operation == 4 && next.seqval == row.seqval =>
-                    {
-                        it.next().map(|(_, r)| r)
-                    }
-                    _ => None,
-                }
-            } else {
-                None
-            };
-            let count = if after.is_some() { 2 } else { 1 };
-            let serial = match self.last_change {
-                Some(l) if l.commit_lsn == row.start_lsn && l.change_lsn == Some(row.seqval) => {
-                    l.event_serial_no.unwrap_or(0) + count
-                }
-                _ => count,
-            };
-            let position = LsnPosition {
-                commit_lsn: row.start_lsn,
-                change_lsn: Some(row.seqval),
-                event_serial_no: Some(serial),
-            };
-            self.last_change = Some(position);
-            if self.checkpoint.lsn.is_some_and(|cp| position <= cp) {
-                continue;
-            }
-            let record = self.captures[idx].change_record(position, row, after);
-            self.queue.push_back(Queued {
-                record: Some(record),
-                advance: Advance::Change,
-            });
-        }
-    }
-
     /// Moves the checkpoint past a handed-out item.
     fn advance(&mut self, q: &Queued) {
         match &q.advance {
             Advance::Change => {
-                if let Some(r) = &q.record {
-                    self.checkpoint.lsn = r.position.lsn;
+                if let Some(at) = q.record.as_ref().and_then(|r| r.position.lsn) {
+                    self.checkpoint.lsn = Some(at);
+                    // Once streaming is past a re-snapshot's LSN, nothing of that instance is covered by it.
+                    self.checkpoint
+                        .resnapshotted
+                        .retain(|_, s| *s >= at.commit_lsn);
                 }
             }
             Advance::SnapshotRow { instance, row, key } => {
@@ -483,9 +370,13 @@ impl SqlServerSource {
                     s.current = None;
                 }
             }
+            // A re-snapshot leaves the position where streaming resumes; the initial one moves it past
+            // its LSN.
             Advance::SnapshotDone(lsn) => {
                 self.checkpoint.snapshot = None;
-                self.checkpoint.lsn = Some(end_of(*lsn));
+                if self.checkpoint.lsn.is_none() {
+                    self.checkpoint.lsn = Some(end_of(*lsn));
+                }
                 self.last_change = None;
             }
         }

@@ -25,6 +25,15 @@ pub const INCREMENT_LSN: &str = "SELECT sys.fn_cdc_increment_lsn(@P1) AS next_ls
 /// `max.iteration.transactions`), NULL when there is none.
 pub const WINDOW_END: &str = "SELECT MAX(w.start_lsn) AS window_end FROM (SELECT TOP (@P1) m.start_lsn FROM cdc.lsn_time_mapping AS m WHERE m.start_lsn >= @P2 AND m.tran_id <> 0x00 ORDER BY m.start_lsn) AS w";
 
+/// The rows of table `@P1` (`[schema].[table]`) as the catalog counts them (heap or clustered index): the
+/// snapshot's progress total. An estimate; NULL when the table is not visible.
+pub const ROW_COUNT: &str = "SELECT SUM(p.rows) AS row_count FROM sys.partitions AS p WHERE p.object_id = OBJECT_ID(@P1) AND p.index_id IN (0, 1)";
+
+/// `[schema].[table]`, as `OBJECT_ID` takes it.
+pub fn table_name(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote(schema), quote(table))
+}
+
 /// Whether snapshot isolation is allowed in the current database (1 = ON).
 pub const SNAPSHOT_ISOLATION_STATE: &str =
     "SELECT snapshot_isolation_state FROM sys.databases WHERE name = DB_NAME()";

@@ -194,9 +194,15 @@ impl TdsCdc {
                 number: t.code(),
                 message: t.message().to_string(),
             },
-            tiberius::error::Error::Io { .. }
-            | tiberius::error::Error::Tls(_)
-            | tiberius::error::Error::Routing { .. } => self.connection_error(e),
+            // A handshake that fails is configuration (certificate, trust, protocol): asking again will
+            // not help.
+            tiberius::error::Error::Tls(message) => CdcError::Tls {
+                server: self.server(),
+                message,
+            },
+            tiberius::error::Error::Io { .. } | tiberius::error::Error::Routing { .. } => {
+                self.connection_error(e)
+            }
             other => CdcError::Answer {
                 server: self.server(),
                 statement: statement.to_string(),
@@ -239,7 +245,11 @@ impl TdsCdc {
             Err(_) => {
                 self.client = None;
                 self.in_snapshot = false;
-                Err(self.connection_error(format!("{name} did not answer within {timeout:?}")))
+                Err(CdcError::Timeout {
+                    server: self.server(),
+                    statement: name.to_string(),
+                    after: timeout,
+                })
             }
         }
     }
@@ -475,6 +485,17 @@ impl CdcDatabase for TdsCdc {
             .await?;
         self.in_snapshot = true;
         Ok(allowed)
+    }
+
+    async fn row_count(&mut self, table: &CaptureTable) -> Result<Option<u64>, CdcError> {
+        let ct = &table.change_table;
+        let name = st::table_name(&ct.schema, &ct.table);
+        let rows = self.rows("sys.partitions", st::ROW_COUNT, &[&name]).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| int(r.into_iter().next()))
+            .and_then(|n| u64::try_from(n).ok()))
     }
 
     async fn end_snapshot(&mut self) -> Result<(), CdcError> {

@@ -356,3 +356,94 @@ async fn connection_errors_are_retried_and_the_run_goes_on() {
         .unwrap();
     assert_eq!(drain(&mut src, ALL).await.0.len(), 3);
 }
+
+fn positions(records: &[SourceRecord]) -> Vec<lakefold_api::Position> {
+    records.iter().map(|r| r.position.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_change_query_that_times_out_shrinks_the_window_and_loses_nothing() {
+    let mut opts = options(SnapshotMode::Never);
+    opts.max_transactions_per_window = 16;
+    let open = |db: MemoryCdc| SqlServerSource::open(Box::new(db), opts.clone(), None);
+    let mut plain = open(MemoryCdc::new(history(40, None))).await.unwrap();
+    let want = drain(&mut plain, ALL).await.0;
+    // A server that cannot answer more than 3 rows in time: windows halve until they fit (transaction 5
+    // alone has 3), then grow again; every change arrives once, in order.
+    let mut db = MemoryCdc::new(history(40, None));
+    db.timeout_over_rows = Some(3);
+    let mut slow = open(db).await.unwrap();
+    let got = drain(&mut slow, ALL).await.0;
+    assert_eq!(positions(&got), positions(&want));
+    assert_eq!(
+        got.len(),
+        40,
+        "39 transactions with one change each, two in transaction 5"
+    );
+    // One transaction too big to answer in time even alone: retried, then a database error (not a gap,
+    // not a silent skip).
+    let mut db = MemoryCdc::new(history(40, None));
+    db.timeout_over_rows = Some(0);
+    let mut stuck = open(db).await.unwrap();
+    match stuck.poll(ALL).await {
+        Err(e @ lakefold_api::SourceError::Database { .. }) => {
+            assert!(e.to_string().contains("did not answer"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn on_gap_resnapshot_rereads_the_table_then_streams_only_what_follows() {
+    let mut src = SqlServerSource::open(
+        Box::new(MemoryCdc::new(history(4, None))),
+        options(SnapshotMode::Never),
+        None,
+    )
+    .await
+    .unwrap();
+    let (_, read) = drain(&mut src, ALL).await;
+    let read = read.unwrap();
+    let mut opts = options(SnapshotMode::Never);
+    opts.on_gap = GapPolicy::Resnapshot;
+    // Cleanup removed transactions 5 to 7 before they were read: the table is read again as it is at the
+    // max LSN (transaction 12), at positions after everything stored.
+    let mut src = SqlServerSource::open(
+        Box::new(MemoryCdc::new(history(12, Some(8)))),
+        opts.clone(),
+        Some(&read),
+    )
+    .await
+    .unwrap();
+    let (snap, cp) = drain(&mut src, ALL).await;
+    let keys: Vec<_> = snap
+        .iter()
+        .map(|r| value_of(r, "SaleId").cloned())
+        .collect();
+    assert_eq!(
+        keys,
+        [2, 6, 8, 10, 12].map(|k| Some(Value::Int(k))).to_vec()
+    );
+    assert_eq!(
+        value_of(&snap[0], "Name"),
+        Some(&Value::String("new11".into()))
+    );
+    assert!(snap
+        .iter()
+        .all(|r| matches!(&r.decoded, Decoded::Event(e) if e.op == Op::Read)));
+    let stored = Checkpoint::SqlserverCdc(read.clone());
+    assert!(snap.iter().all(|r| !stored.covers(&r.position)));
+    let cp = cp.unwrap();
+    assert!(cp.snapshot.is_none() && cp.lsn == read.lsn, "{cp:?}");
+    // Streaming goes on: the changes the snapshot covers are skipped, transactions 13 and 14 arrive.
+    let mut again = SqlServerSource::open(
+        Box::new(MemoryCdc::new(history(14, Some(8)))),
+        opts,
+        Some(&cp),
+    )
+    .await
+    .unwrap();
+    let (rest, last) = drain(&mut again, ALL).await;
+    assert_eq!(ops(&rest), vec![(Op::Update, 2), (Op::Create, 1)]);
+    assert!(last.unwrap().resnapshotted.is_empty());
+}

@@ -1,5 +1,6 @@
-//! The initial snapshot: the tables read at one LSN in key-ordered chunks, progress kept in the checkpoint.
+//! The initial snapshot (and the re-snapshot of a table after a gap): the tables read at one LSN in key-ordered chunks, progress kept in the checkpoint.
 
+use super::progress::TableProgress;
 use super::{Advance, Phase, Queued, SqlServerSource};
 use crate::cdc::increment;
 use lakefold_api::{BatchLimits, SourceError};
@@ -17,20 +18,25 @@ impl SqlServerSource {
         let Some(progress) = self.checkpoint.snapshot.clone() else {
             return Ok(());
         };
+        // A table is read once, through its newest capture instance (the table's columns now).
         let next = self
             .captures
             .iter()
-            .position(|c| !progress.done.iter().any(|d| d == c.instance()));
+            .position(|c| c.stop_lsn.is_none() && !progress.done.iter().any(|d| d == c.instance()));
         let Some(idx) = next else {
             let _ = self.call(|db| Box::pin(db.end_snapshot())).await?;
             self.queue.push_back(Queued {
                 record: None,
                 advance: Advance::SnapshotDone(progress.lsn),
             });
-            self.phase = Phase::Streaming {
-                from: increment(progress.lsn),
+            // After a re-snapshot streaming goes on where it stopped (the other tables' changes are still
+            // to be read); after the initial one it starts past the snapshot's LSN.
+            let from = match self.checkpoint.lsn {
+                Some(at) => at.commit_lsn,
+                None => increment(progress.lsn),
             };
-            tracing::info!(source = %self.options.name, at = %progress.lsn, "initial snapshot finished; streaming changes");
+            self.phase = Phase::Streaming { from };
+            tracing::info!(source = %self.options.name, at = %progress.lsn, "snapshot finished; streaming changes");
             return Ok(());
         };
         let capture = self.captures[idx].clone();
@@ -41,6 +47,7 @@ impl SqlServerSource {
             }
             _ => (0, None),
         };
+        self.show_progress(&capture).await;
         let limit = self
             .options
             .snapshot_chunk_rows
@@ -53,14 +60,13 @@ impl SqlServerSource {
             })
             .await?;
         if rows.is_empty() {
-            tracing::info!(instance = %capture.instance(), rows = row, "snapshot of table done");
+            self.table_done(row);
             self.queue.push_back(Queued {
                 record: None,
                 advance: Advance::TableDone(capture.instance().to_string()),
             });
             return Ok(());
         }
-        tracing::info!(instance = %capture.instance(), rows = row + rows.len() as u64, "snapshot progress");
         let n = rows.len();
         for values in rows {
             row += 1;
@@ -74,13 +80,44 @@ impl SqlServerSource {
                 },
             });
         }
+        if let Some(p) = &mut self.progress {
+            p.rows(row);
+        }
         // A chunk that ends the table is followed by an empty query next time; none is needed when short.
         if n < limit as usize {
+            self.table_done(row);
             self.queue.push_back(Queued {
                 record: None,
                 advance: Advance::TableDone(capture.instance().to_string()),
             });
         }
         Ok(())
+    }
+
+    /// Starts the progress display of a table (its row count from the catalog; none is no error).
+    async fn show_progress(&mut self, capture: &crate::rows::Capture) {
+        if self
+            .progress
+            .as_ref()
+            .is_some_and(|p| p.instance == capture.instance())
+        {
+            return;
+        }
+        let table = capture.table.clone();
+        let total = self
+            .call(|db| {
+                let t = table.clone();
+                Box::pin(async move { db.row_count(&t).await })
+            })
+            .await
+            .ok()
+            .flatten();
+        self.progress = Some(TableProgress::new(capture.instance(), total));
+    }
+
+    fn table_done(&mut self, rows: u64) {
+        if let Some(mut p) = self.progress.take() {
+            p.done(rows);
+        }
     }
 }
