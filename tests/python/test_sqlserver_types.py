@@ -78,7 +78,7 @@ TYPES = [
 LSN = ("0000002b:00000e0d:0005", "0000002b:00000e0d:0002")
 
 
-def debezium_line(values, op="c"):
+def debezium_line(values, serial, op="c"):
     fields = [{"type": "int32", "optional": False, "field": "Id"}]
     for name, _, _, ty, semantic, params, _ in TYPES:
         f = {"type": ty, "optional": True, "field": name}
@@ -94,7 +94,7 @@ def debezium_line(values, op="c"):
     payload = {"before": None, "after": values, "op": op, "ts_ms": 1710146458000,
                "source": {"version": "2.7.0.Final", "connector": "sqlserver", "name": "mssql", "ts_ms": 1710146458000,
                           "snapshot": "false", "db": "MYCOMPANY", "schema": "dbo", "table": "TYPES",
-                          "commit_lsn": LSN[0], "change_lsn": LSN[1], "event_serial_no": 1}}
+                          "commit_lsn": LSN[0], "change_lsn": LSN[1], "event_serial_no": serial}}
     return json.dumps({"schema": schema, "payload": payload}, ensure_ascii=False)
 
 
@@ -124,12 +124,16 @@ def fixture_server(tmp):
 
 
 def read_with_schema(path):
+    """(data column types, rows by Id, the LSN part of each row's position) as hudi-rs reads them."""
     from hudi import HudiTableBuilder
     import pyarrow as pa
     table = pa.Table.from_batches(HudiTableBuilder.from_base_uri(str(path)).build().read())
     data = [f for f in table.schema if not f.name.startswith("_")]
     rows = sorted(table.select([f.name for f in data]).to_pylist(), key=lambda r: r["Id"])
-    return {f.name: f.type for f in data}, rows
+    # `<lsn triple>:<stream>`: the stream part says where the record came from (a line, the CDC tables).
+    by_id = {r["Id"]: p.rsplit(":", 1)[0] for r, p in zip(table.select(["Id"]).to_pylist(),
+                                                          table.column("_lakefold_position").to_pylist())}
+    return {f.name: f.type for f in data}, rows, [by_id[r["Id"]] for r in rows]
 
 
 def test_every_sql_server_type_lands_exactly_as_the_debezium_path_lands_it(tmp, fixture_server):
@@ -137,7 +141,8 @@ def test_every_sql_server_type_lands_exactly_as_the_debezium_path_lands_it(tmp, 
     full = {"Id": 1, **{n: dbz for n, *_, dbz in TYPES}}
     nulls = {"Id": 2, **{n: None for n, *_ in TYPES}}
     events = tmp / "types.jsonl"
-    events.write_text(debezium_line(full) + "\n" + debezium_line(nulls) + "\n", encoding="utf-8")
+    # Two changes of one (commit, change) LSN pair: Debezium numbers them 1 and 2.
+    events.write_text(debezium_line(full, 1) + "\n" + debezium_line(nulls, 2) + "\n", encoding="utf-8")
     columns = json.dumps(["Id"] + [n for n, *_ in TYPES])
     cfg = tmp / "lakefold.toml"
     cfg.write_text("""[lake]
@@ -167,8 +172,10 @@ key = ["Id"]
 columns = %s
 """ % (tmp / "lake", events, port, columns, columns))
     lakefold("--config", cfg, "run", "--once")
-    dbz_types, dbz_rows = read_with_schema(tmp / "lake" / "types_debezium")
-    cdc_types, cdc_rows = read_with_schema(tmp / "lake" / "types_sqlserver")
+    dbz_types, dbz_rows, dbz_positions = read_with_schema(tmp / "lake" / "types_debezium")
+    cdc_types, cdc_rows, cdc_positions = read_with_schema(tmp / "lake" / "types_sqlserver")
+    # The same change has the same position on both paths, so they fold identically.
+    assert cdc_positions == dbz_positions, (cdc_positions, dbz_positions)
     assert len(dbz_rows) == 2 and dbz_rows[1] == nulls, dbz_rows
     for name, sql_type, *_ in TYPES:
         assert cdc_types[name] == dbz_types[name], (name, sql_type, cdc_types[name], dbz_types[name])
