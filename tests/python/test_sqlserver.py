@@ -13,14 +13,20 @@ from servers import ServerProcess, free_port
 FIXTURE = str(pathlib.Path(BIN).parent / "lakefold-mssql-fixture")
 
 
+def start_fixture(tmp, data, *extra):
+    """lakefold-mssql-fixture over the history file `data` on a free port (stopped by the caller)."""
+    port = free_port()
+    return ServerProcess("lakefold-mssql-fixture",
+                         [FIXTURE, "--listen", "127.0.0.1:%d" % port, "--data", str(data), *extra],
+                         port, tmp / "fixture.log", timeout=30), port
+
+
 @pytest.fixture
 def mssql(tmp):
     """A fixture server over tmp/history.json; yields (port, history path)."""
     data = tmp / "history.json"
     data.write_text(json.dumps(gen.cdc_history([])))
-    port = free_port()
-    server = ServerProcess("lakefold-mssql-fixture", [FIXTURE, "--listen", "127.0.0.1:%d" % port, "--data", str(data)],
-                           port, tmp / "fixture.log", timeout=30)
+    server, port = start_fixture(tmp, data)
     try:
         yield port, data
     finally:

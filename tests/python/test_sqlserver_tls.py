@@ -7,11 +7,8 @@ import pathlib
 
 import pytest
 
-from conftest import BIN, assert_tables_match, gen, lakefold
-from servers import ServerProcess, free_port
-from test_sqlserver import distinct_changes, records_read, write_cdc_config
-
-FIXTURE = str(pathlib.Path(BIN).parent / "lakefold-mssql-fixture")
+from conftest import assert_tables_match, gen, lakefold
+from test_sqlserver import distinct_changes, records_read, start_fixture, write_cdc_config
 TLS = pathlib.Path(__file__).resolve().parents[1] / "data" / "tls"
 
 
@@ -20,11 +17,7 @@ def tls_fixture(tmp):
     events = gen.generate(800, seed=29)
     data = tmp / "history.json"
     data.write_text(json.dumps(gen.cdc_history(events)))
-    port = free_port()
-    server = ServerProcess("lakefold-mssql-fixture",
-                           [FIXTURE, "--listen", "127.0.0.1:%d" % port, "--data", str(data),
-                            "--tls-cert", str(TLS / "server.pem"), "--tls-key", str(TLS / "server.key")],
-                           port, tmp / "fixture.log", timeout=30)
+    server, port = start_fixture(tmp, data, "--tls-cert", str(TLS / "server.pem"), "--tls-key", str(TLS / "server.key"))
     try:
         yield port, events
     finally:

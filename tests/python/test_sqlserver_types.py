@@ -6,15 +6,12 @@ capture instance: the new column reaches the Hudi table and the Glue table."""
 import base64
 import datetime
 import json
-import pathlib
 
 import pytest
 
 from aws_fixtures import moto  # noqa: F401  (fixture)
 from conftest import BIN, gen, lakefold, read_daft
-from servers import ServerProcess, free_port
-
-FIXTURE = str(pathlib.Path(BIN).parent / "lakefold-mssql-fixture")
+from test_sqlserver import start_fixture
 EPOCH = datetime.datetime(1970, 1, 1)
 
 # (column, SQL Server type, fixture value, Connect schema type, semantic name, parameters, Debezium value)
@@ -114,9 +111,7 @@ def types_history():
 def fixture_server(tmp):
     data = tmp / "history.json"
     data.write_text(json.dumps(types_history(), ensure_ascii=False))
-    port = free_port()
-    server = ServerProcess("lakefold-mssql-fixture", [FIXTURE, "--listen", "127.0.0.1:%d" % port, "--data", str(data)],
-                           port, tmp / "fixture.log", timeout=30)
+    server, port = start_fixture(tmp, data)
     try:
         yield port, data
     finally:
@@ -228,9 +223,7 @@ def test_a_second_capture_instance_adds_its_new_column_to_the_hudi_and_glue_tabl
     import time
     data = tmp / "history.json"
     data.write_text(json.dumps(items_history(False)))
-    port = free_port()
-    server = ServerProcess("lakefold-mssql-fixture", [FIXTURE, "--listen", "127.0.0.1:%d" % port, "--data", str(data)],
-                           port, tmp / "fixture.log", timeout=30)
+    server, port = start_fixture(tmp, data)
     bucket = moto.new_bucket()
     glue = moto.client("glue")
     database = "cdc_%s" % bucket.split("-")[1]

@@ -308,13 +308,7 @@ impl SqlServerSource {
             SnapshotMode::Never => {
                 let mut from: Option<Lsn> = None;
                 for i in 0..self.captures.len() {
-                    let name = self.captures[i].instance().to_string();
-                    let min = self
-                        .call(|db| {
-                            let n = name.clone();
-                            Box::pin(async move { db.min_lsn(&n).await })
-                        })
-                        .await?;
+                    let min = self.min_lsn(i).await?;
                     from = Some(from.map_or(min, |f| f.min(min)));
                 }
                 Ok(Phase::Streaming {
@@ -322,6 +316,16 @@ impl SqlServerSource {
                 })
             }
         }
+    }
+
+    /// `sys.fn_cdc_get_min_lsn` of capture `idx`.
+    async fn min_lsn(&mut self, idx: usize) -> Result<Lsn, SourceError> {
+        let name = self.captures[idx].instance().to_string();
+        self.call(|db| {
+            let n = name.clone();
+            Box::pin(async move { db.min_lsn(&n).await })
+        })
+        .await
     }
 
     /// Queues what comes next; false when nothing more is available now.

@@ -57,6 +57,17 @@ fn options(snapshot: SnapshotMode) -> CdcOptions {
     }
 }
 
+/// A source that streams `h` (no snapshot) from `resume`.
+async fn streaming(h: History, resume: Option<&SqlServerCheckpoint>) -> SqlServerSource {
+    SqlServerSource::open(
+        Box::new(MemoryCdc::new(h)),
+        options(SnapshotMode::Never),
+        resume,
+    )
+    .await
+    .unwrap()
+}
+
 const ALL: BatchLimits = BatchLimits {
     max_records: 1000,
     max_bytes: 1 << 30,
@@ -131,22 +142,10 @@ async fn windows_merge_into_log_order_with_update_pairs_and_debezium_serials() {
 
 #[tokio::test]
 async fn a_resumed_source_skips_exactly_what_its_checkpoint_covers_even_inside_a_transaction() {
-    let mut src = SqlServerSource::open(
-        Box::new(MemoryCdc::new(history(6, None))),
-        options(SnapshotMode::Never),
-        None,
-    )
-    .await
-    .unwrap();
+    let mut src = streaming(history(6, None), None).await;
     let all = drain(&mut src, ALL).await.0;
     for cut in 1..all.len() {
-        let mut src = SqlServerSource::open(
-            Box::new(MemoryCdc::new(history(6, None))),
-            options(SnapshotMode::Never),
-            None,
-        )
-        .await
-        .unwrap();
+        let mut src = streaming(history(6, None), None).await;
         let (first, cp) = drain(
             &mut src,
             BatchLimits {
@@ -161,13 +160,7 @@ async fn a_resumed_source_skips_exactly_what_its_checkpoint_covers_even_inside_a
             lsn: first.last().and_then(|r| r.position.lsn),
             ..cp.unwrap()
         };
-        let mut again = SqlServerSource::open(
-            Box::new(MemoryCdc::new(history(6, None))),
-            options(SnapshotMode::Never),
-            Some(&cp),
-        )
-        .await
-        .unwrap();
+        let mut again = streaming(history(6, None), Some(&cp)).await;
         let rest = drain(&mut again, ALL).await.0;
         let joined: Vec<_> = first
             .iter()
@@ -181,13 +174,7 @@ async fn a_resumed_source_skips_exactly_what_its_checkpoint_covers_even_inside_a
 
 #[tokio::test]
 async fn a_cleanup_past_the_checkpoint_is_a_gap_error_naming_instance_and_lsns() {
-    let mut src = SqlServerSource::open(
-        Box::new(MemoryCdc::new(history(4, None))),
-        options(SnapshotMode::Never),
-        None,
-    )
-    .await
-    .unwrap();
+    let mut src = streaming(history(4, None), None).await;
     let (_, cp) = drain(&mut src, ALL).await;
     // Cleanup of what was already read is normal; a minimum LSN beyond the checkpoint's next LSN is a gap.
     let ok = SqlServerSource::open(
@@ -198,13 +185,7 @@ async fn a_cleanup_past_the_checkpoint_is_a_gap_error_naming_instance_and_lsns()
     .await;
     let mut ok = ok.unwrap();
     assert_eq!(drain(&mut ok, ALL).await.0.len(), 5, "transactions 5 to 8");
-    let mut gap = SqlServerSource::open(
-        Box::new(MemoryCdc::new(history(8, Some(5)))),
-        options(SnapshotMode::Never),
-        cp.as_ref(),
-    )
-    .await
-    .unwrap();
+    let mut gap = streaming(history(8, Some(5)), cp.as_ref()).await;
     let err = gap.poll(ALL).await.unwrap_err().to_string();
     assert!(
         err.contains("gap") && err.contains("dbo_T") && err.contains("00000027:00000750:0040"),
@@ -316,13 +297,7 @@ async fn a_second_capture_instance_takes_over_at_its_start_lsn_without_duplicate
         "min_lsn": {"dbo_T": lsn(old_min * 16)}})
     };
     let h = History::parse(&doc(1).to_string()).unwrap();
-    let mut src = SqlServerSource::open(
-        Box::new(MemoryCdc::new(h)),
-        options(SnapshotMode::Never),
-        None,
-    )
-    .await
-    .unwrap();
+    let mut src = streaming(h, None).await;
     let (records, cp) = drain(&mut src, ALL).await;
     let got: Vec<_> = records
         .iter()
@@ -337,13 +312,7 @@ async fn a_second_capture_instance_takes_over_at_its_start_lsn_without_duplicate
     assert_eq!(got, want);
     // The old instance's cleanup after the switch is no gap.
     let h = History::parse(&doc(7).to_string()).unwrap();
-    let mut again = SqlServerSource::open(
-        Box::new(MemoryCdc::new(h)),
-        options(SnapshotMode::Never),
-        cp.as_ref(),
-    )
-    .await
-    .unwrap();
+    let mut again = streaming(h, cp.as_ref()).await;
     assert!(drain(&mut again, ALL).await.0.is_empty());
 }
 
@@ -395,13 +364,7 @@ async fn a_change_query_that_times_out_shrinks_the_window_and_loses_nothing() {
 
 #[tokio::test]
 async fn on_gap_resnapshot_rereads_the_table_then_streams_only_what_follows() {
-    let mut src = SqlServerSource::open(
-        Box::new(MemoryCdc::new(history(4, None))),
-        options(SnapshotMode::Never),
-        None,
-    )
-    .await
-    .unwrap();
+    let mut src = streaming(history(4, None), None).await;
     let (_, read) = drain(&mut src, ALL).await;
     let read = read.unwrap();
     let mut opts = options(SnapshotMode::Never);

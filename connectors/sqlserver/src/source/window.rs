@@ -161,20 +161,19 @@ impl SqlServerSource {
     /// Compares the instance's minimum LSN with the position after the checkpoint (or after the
     /// instance's re-snapshot): cleanup of changes already read is normal, beyond that is a gap.
     async fn check_gap(&mut self, idx: usize) -> Result<Gap, SourceError> {
-        let name = self.captures[idx].instance().to_string();
-        let min = self
-            .call(|db| {
-                let n = name.clone();
-                Box::pin(async move { db.min_lsn(&n).await })
-            })
-            .await?;
-        let resnapshot = self.checkpoint.resnapshotted.get(&name).copied();
-        let stored = match (self.checkpoint.lsn.map(|l| l.commit_lsn), resnapshot) {
-            (Some(a), Some(b)) => a.max(b),
-            (a, b) => match a.or(b) {
-                Some(s) => s,
-                None => return Ok(Gap::No(min)),
-            },
+        let min = self.min_lsn(idx).await?;
+        let resnapshot = self
+            .checkpoint
+            .resnapshotted
+            .get(self.captures[idx].instance())
+            .copied();
+        let stored = match [self.checkpoint.lsn.map(|l| l.commit_lsn), resnapshot]
+            .into_iter()
+            .flatten()
+            .max()
+        {
+            Some(s) => s,
+            None => return Ok(Gap::No(min)),
         };
         let next = self.call(|db| Box::pin(db.increment_lsn(stored))).await?;
         if min > next && self.captures[idx].table.change_table.start_lsn <= stored {
