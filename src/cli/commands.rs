@@ -9,6 +9,7 @@ use crate::pipeline::{
 use crate::sink::hudi::HudiTable;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub async fn dispatch(cli: Cli) -> u8 {
     let config = match config::load(&cli.config) {
@@ -35,6 +36,10 @@ pub async fn dispatch(cli: Cli) -> u8 {
             meta,
         } => show(&config, &table, limit, &filters, meta).await,
         Command::History { table } => history(&config, &table).await,
+        Command::Status => super::status::status(&config).await,
+        Command::Top { interval, count } => {
+            super::status::top(&config, Duration::from_secs_f64(interval.max(0.1)), count).await
+        }
         Command::Table { action, table } => lifecycle(&config, action, &table).await,
     };
     match result {
@@ -68,6 +73,13 @@ async fn validate(config: &Config, no_environment: bool) -> u8 {
 async fn run(config: &Config, once: bool) -> Result<(), PipelineError> {
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stop.clone());
+    if let Some(m) = &config.metrics {
+        // The loop may sit in one long commit; `/healthz` fails only well past the commit interval.
+        let alive_within = (config.commit.interval.0 * 10).max(Duration::from_secs(120));
+        crate::service::start(m, alive_within)
+            .await
+            .map_err(|message| PipelineError::Service { message })?;
+    }
     let summary = pipeline::run(config, RunOptions { once }, stop).await?;
     eprintln!("{}", output::run_summary(&summary));
     eprintln!(

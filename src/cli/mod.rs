@@ -4,6 +4,7 @@ mod commands;
 mod environment;
 mod malloc;
 mod output;
+mod status;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -70,6 +71,18 @@ pub enum Command {
     },
     /// Print a table's commits: instant, operation, rows written, checkpoint.
     History { table: String },
+    /// Per table: last commit, checkpoint, lag, freshness, dead letters (from the running daemon's
+    /// `/status`, else from the tables' timelines).
+    Status,
+    /// `status`, refreshed in the terminal (like `vector top`).
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Refresh this many times, then exit (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Table lifecycle: create (empty), truncate (remove all rows and the checkpoint), drop.
     Table {
         #[arg(value_enum)]

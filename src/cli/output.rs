@@ -117,17 +117,7 @@ pub fn history(entries: &[(Instant, Action, CommitMetadata)]) -> String {
                 d + s.num_deletes,
             )
         });
-        let checkpoint = meta
-            .extra_metadata
-            .get(CHECKPOINT_KEY)
-            .and_then(|t| serde_json::from_str::<BTreeMap<String, Checkpoint>>(t).ok())
-            .map(|m| {
-                m.iter()
-                    .map(|(s, c)| format!("{s}: {}", c.describe()))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_else(|| "-".into());
+        let checkpoint = checkpoints(meta);
         let action = match action {
             Action::Commit => "commit",
             Action::ReplaceCommit => "replacecommit",
@@ -148,7 +138,22 @@ pub fn history(entries: &[(Instant, Action, CommitMetadata)]) -> String {
     table(&rows)
 }
 
-fn table(rows: &[Vec<String>]) -> String {
+/// The source checkpoints a commit stores, for people (`erp: sales.jsonl line 1200`), or `-`.
+pub fn checkpoints(meta: &CommitMetadata) -> String {
+    meta.extra_metadata
+        .get(CHECKPOINT_KEY)
+        .and_then(|t| serde_json::from_str::<BTreeMap<String, Checkpoint>>(t).ok())
+        .map(|m| {
+            m.iter()
+                .map(|(s, c)| format!("{s}: {}", c.describe()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Rows as aligned columns, the first row a header.
+pub fn table(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();

@@ -193,6 +193,7 @@ mod tests {
             op,
             before,
             after,
+            source_ts_ms: None,
         }
     }
 

@@ -41,9 +41,12 @@ pub(super) async fn sync_catalog(catalog: &Catalog, lake: &Lake, routes: &mut [R
                 tracing::info!(table = %route.spec.table, %instant, "catalog synced");
                 route.sync_pending = None;
             }
-            Err(e) => {
-                tracing::error!(table = %route.spec.table, error = %e, "catalog sync failed; the data is committed, the sync is retried after the next commit")
+            Err(e) => crate::metrics::events::CatalogSyncFailed {
+                table: &route.spec.table,
+                instant: &instant,
+                error: &e.to_string(),
             }
+            .emit(),
         }
     }
 }

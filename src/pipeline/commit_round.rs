@@ -6,10 +6,12 @@ use super::state::{DeadLetterState, PendingSync, RouteState, RunSummary, SourceS
 use super::DEAD_LETTER_TABLE;
 use crate::config::Compression;
 use crate::fold::undecided_columns;
+use crate::metrics::events::TableCommitted;
 use crate::sink::{CommitSummary, SourceCheckpoints, TableLayout, TableServicePolicy, TableSink};
 use futures::StreamExt;
 use lakefold_api::Checkpoint;
 use std::collections::HashMap;
+use std::time::Instant;
 
 /// Tables of one round committed at the same time.
 const TABLE_COMMITS_IN_FLIGHT: usize = 4;
@@ -103,11 +105,21 @@ async fn commit_dead_letters(
     rows.sort_by(|a, b| a.record_key.cmp(&b.record_key));
     rows.dedup_by(|a, b| a.record_key == b.record_key);
     let schema = super::DeadLetter::schema();
+    let started = Instant::now();
     let result = dead
         .table
         .commit(&schema, rows, DEAD_LETTER_LAYOUT, &checkpoints)
         .await?;
-    if result.instant.is_some() {
+    if let Some(instant) = &result.instant {
+        TableCommitted {
+            table: DEAD_LETTER_TABLE,
+            instant,
+            summary: &result,
+            duration: started.elapsed(),
+            checkpoint: None,
+            newest_change_ms: None,
+        }
+        .emit();
         dead.checkpoints = checkpoints;
         run_services(dead.table.as_mut(), &TableServicePolicy::default()).await;
     }
@@ -132,18 +144,28 @@ async fn commit_idle_route(
     if !behind || !due {
         return Ok(None);
     }
+    let started = Instant::now();
     let instant = route
         .table
         .commit_checkpoint(&single(&route.spec.source, cp))
         .await?;
     owe_sync(&mut route.sync_pending, &instant, &[]);
-    tracing::info!(table = %route.spec.table, %instant, checkpoint = %cp.describe(), "committed the checkpoint (no rows to write)");
+    let summary = CommitSummary {
+        instant: Some(instant.clone()),
+        ..CommitSummary::default()
+    };
+    TableCommitted {
+        table: &route.spec.table,
+        instant: &instant,
+        summary: &summary,
+        duration: started.elapsed(),
+        checkpoint: Some(cp),
+        newest_change_ms: None,
+    }
+    .emit();
     route.checkpoint = Some(cp.clone());
     route.idle_rounds = 0;
-    Ok(Some(CommitSummary {
-        instant: Some(instant),
-        ..CommitSummary::default()
-    }))
+    Ok(Some(summary))
 }
 
 async fn commit_route(
@@ -157,6 +179,8 @@ async fn commit_route(
     }
     let schema = route.spec.table_schema();
     let rows = route.fold.drain();
+    let newest_change_ms = route.newest_change_ms.take();
+    let started = Instant::now();
     let result = route
         .table
         .commit(&schema, rows, route.layout, &single(&route.spec.source, cp))
@@ -164,7 +188,15 @@ async fn commit_route(
     if let Some(instant) = &result.instant {
         owe_sync(&mut route.sync_pending, instant, &result.partitions);
         route.schema = Some(schema);
-        tracing::info!(table = %route.spec.table, %instant, inserts = result.inserts, updates = result.updates, deletes = result.deletes, files = result.files, checkpoint = %cp.describe(), "committed");
+        TableCommitted {
+            table: &route.spec.table,
+            instant,
+            summary: &result,
+            duration: started.elapsed(),
+            checkpoint: Some(cp),
+            newest_change_ms,
+        }
+        .emit();
         route.checkpoint = Some(cp.clone());
     }
     Ok(result)

@@ -5,6 +5,7 @@
 use super::dead_letter::DeadLetter;
 use super::state::{DeadLetterState, RouteState, RunSummary, SourceState};
 use crate::fold::{project, Projected};
+use crate::metrics::events::{BatchRead, DeadLettered};
 use crate::sink::SourceCheckpoints;
 use lakefold_api::{Decoded, SourceRecord};
 
@@ -25,6 +26,7 @@ pub(super) fn dispatch<'a>(
     summary: &mut RunSummary,
 ) -> Vec<Reject<'a>> {
     let mut rejects = Vec::new();
+    let before = (summary.records, summary.events, summary.skipped);
     for record in records {
         summary.records += 1;
         let dl_covers = dead
@@ -68,12 +70,25 @@ pub(super) fn dispatch<'a>(
                 continue;
             }
             match project(&mut route.spec, event, &record.position) {
-                Ok(Projected::Entry(entry)) => route.fold.add(entry),
+                Ok(Projected::Entry(entry)) => {
+                    route.fold.add(entry);
+                    if let Some(ts) = event.source_ts_ms {
+                        route.newest_change_ms =
+                            Some(route.newest_change_ms.map_or(ts, |t| t.max(ts)));
+                    }
+                }
                 Ok(Projected::Ignored) => {}
                 Err(error) => reject(Some(route.spec.table.clone()), error),
             }
         }
     }
+    BatchRead {
+        source,
+        records: summary.records - before.0,
+        events: summary.events - before.1,
+        skipped: summary.skipped - before.2,
+    }
+    .emit();
     rejects
 }
 
@@ -86,7 +101,13 @@ pub(super) fn dead_letters(
 ) {
     for r in rejects {
         let location = source.reader.locate(&r.record.position);
-        tracing::warn!(source = %source.name, at = %location, table = r.table.as_deref().unwrap_or("-"), error = %r.error, "dead letter");
+        DeadLettered {
+            source: &source.name,
+            table: r.table.as_deref(),
+            location: &location,
+            error: &r.error,
+        }
+        .emit();
         summary.dead_letters += 1;
         let letter = DeadLetter {
             source: source.name.clone(),

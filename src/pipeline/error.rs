@@ -21,6 +21,8 @@ pub enum PipelineError {
     SourceConfig { name: String, message: String },
     #[error("source `{name}` of type {kind} is not supported by this build yet")]
     UnsupportedSource { name: String, kind: &'static str },
+    #[error("{message}")]
+    Service { message: String },
     #[error("unknown table `{0}` (not a route's table nor {dl})", dl = super::DEAD_LETTER_TABLE)]
     UnknownTable(String),
 }

@@ -13,6 +13,8 @@ use super::state::{open_route, DeadLetterState, RouteState, RunOptions, RunSumma
 use super::tables::open_route_table;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::metrics::events::{FoldHeld, SourceLagged};
+use crate::service::status::board;
 use crate::sink::{StagedRow, TableSink};
 use lakefold_api::{BatchLimits, ChangeBatch, Checkpoint};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,14 +69,10 @@ pub async fn run(
     options: RunOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary, PipelineError> {
-    if config.metrics.is_some() {
-        tracing::warn!(
-            "[metrics] is accepted, but this build does not serve the Prometheus endpoint yet"
-        );
-    }
     let Some(mut p) = open_pipeline(config, options, &stop).await? else {
         return Ok(RunSummary::default());
     };
+    announce(&p);
     let mut summary = RunSummary::default();
     let mut pending = Pending {
         limits: BatchLimits {
@@ -85,13 +83,23 @@ pub async fn run(
         bytes: 0,
     };
     let mut last_commit = Instant::now();
+    let mut last_lag: Option<Instant> = None;
     loop {
+        board().beat();
         let stopping = stop.load(Ordering::SeqCst);
         let all_caught_up = if stopping {
             true
         } else {
             poll_sources(&mut p, &mut pending, &mut summary).await?
         };
+        FoldHeld {
+            bytes: pending.bytes,
+        }
+        .emit();
+        if last_lag.is_none_or(|t| t.elapsed() >= LAG_EVERY) {
+            report_lag(&mut p.sources).await;
+            last_lag = Some(Instant::now());
+        }
         let due = last_commit.elapsed() >= config.commit.interval.0;
         let finishing = stopping || (options.once && all_caught_up);
         if pending.records > 0 && (pending.full() || due || finishing) {
@@ -107,10 +115,42 @@ pub async fn run(
             nap(&p.sources, &stop).await;
         }
     }
+    board().set_ready(false);
     for s in p.sources {
         s.reader.finish(s.checkpoint).await;
     }
     Ok(summary)
+}
+
+/// How often sources are asked for their lag.
+const LAG_EVERY: Duration = Duration::from_secs(2);
+
+/// The routes and sources on the status board; ready from now on.
+fn announce(p: &Pipeline) {
+    for r in &p.routes {
+        board().route(&r.spec.table, |s| {
+            s.source = r.spec.source.clone();
+            s.last_instant = r.table.latest_version();
+            s.checkpoint = r.checkpoint.as_ref().map(Checkpoint::describe);
+        });
+    }
+    for s in &p.sources {
+        board().source(&s.name, |_| {});
+    }
+    board().set_ready(true);
+}
+
+async fn report_lag(sources: &mut [SourceState]) {
+    for s in sources.iter_mut() {
+        let lag = s.reader.lag().await;
+        if !lag.is_empty() {
+            SourceLagged {
+                source: &s.name,
+                lag: &lag,
+            }
+            .emit();
+        }
+    }
 }
 
 /// Opens the lake, the catalog, every route's table, the dead-letter table and the sources at their

@@ -70,6 +70,8 @@ pub(super) struct RouteState {
     pub sync_pending: Option<PendingSync>,
     /// The table's current data schema (read at open, then the one of each data commit), for the catalog.
     pub schema: Option<TableSchema>,
+    /// The source commit time (ms) of the newest change folded since the last commit (freshness).
+    pub newest_change_ms: Option<i64>,
 }
 
 pub(super) struct SourceState {
@@ -138,5 +140,6 @@ pub(super) async fn open_route(
         idle_rounds: 0,
         sync_pending: None,
         schema: existing_schema,
+        newest_change_ms: None,
     })
 }

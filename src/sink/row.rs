@@ -67,6 +67,8 @@ pub struct CommitSummary {
     pub updates: u64,
     pub deletes: u64,
     pub files: usize,
+    /// Bytes of the files written.
+    pub bytes: u64,
     /// Incoming rows older than what the table held (ignored).
     pub stale: u64,
     /// Partition paths the commit wrote files in.

@@ -78,6 +78,9 @@ pub trait TableSink: Send {
     /// The table's name.
     fn name(&self) -> &str;
 
+    /// The latest completed version (Hudi instant), as last read or written; `None` before the first.
+    fn latest_version(&self) -> Option<String>;
+
     /// The source checkpoints of the newest commit that carries lakefold's checkpoint (commits by other
     /// writers carry none and are skipped); empty when no commit carries one.
     async fn checkpoints(&self) -> Result<SourceCheckpoints, SinkError>;

@@ -121,6 +121,9 @@ pub struct ChangeEvent {
     pub op: Op,
     pub before: Option<Row>,
     pub after: Option<Row>,
+    /// When the change was committed in the source database, ms since the epoch (Debezium
+    /// `source.ts_ms`, SQL Server `tran_end_time`), when the source says: what freshness is measured from.
+    pub source_ts_ms: Option<i64>,
 }
 
 impl ChangeEvent {

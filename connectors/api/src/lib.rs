@@ -23,7 +23,7 @@ pub use checkpoint::{
 pub use error::{ErrorClass, SourceError};
 pub use event::{ChangeEvent, Field, Op, Row, TableId};
 pub use position::{Lsn, LsnParseError, LsnPosition, Position, StreamPosition};
-pub use source::{BatchLimits, ChangeBatch, Decoded, Source, SourceRecord};
+pub use source::{BatchLimits, ChangeBatch, Decoded, Lag, LagUnit, Source, SourceRecord};
 pub use text::{decimal_from_text, parse_timestamp_micros, unscaled_from_text};
 pub use types::{LogicalType, TimeUnit, TypeParseError};
 pub use value::{format_decimal, Value};

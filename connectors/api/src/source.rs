@@ -65,4 +65,30 @@ pub trait Source: Send {
     fn locate(&self, position: &Position) -> String {
         position.to_string()
     }
+
+    /// How far behind the source's end the reader is, where the source can tell (asked after polls, at
+    /// most every few seconds).
+    async fn lag(&mut self) -> Vec<Lag> {
+        Vec::new()
+    }
+}
+
+/// How far a reader is behind its source's end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lag {
+    /// The Kafka partition; `None` for a source with one stream.
+    pub partition: Option<i32>,
+    pub value: f64,
+    pub unit: LagUnit,
+}
+
+/// What a [`Lag`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagUnit {
+    /// Bytes of a file not read yet.
+    Bytes,
+    /// Messages between the position and the high watermark.
+    Messages,
+    /// Seconds between the last change read and the newest change in the database.
+    Seconds,
 }

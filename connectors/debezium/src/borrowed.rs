@@ -170,14 +170,14 @@ pub(crate) fn decode_envelope_borrowed(
     ))
 }
 
-/// The `source` fields the event needs (LSNs, schema, table), as a small map for `lsn_from_source`.
+/// The `source` fields the event needs (LSNs, schema, table, commit time), as a small map for `lsn_from_source`.
 fn source_fields(raw: &RawValue) -> Option<Map<String, Json>> {
     let obj: RawObject = serde_json::from_str(raw.get()).ok()?;
     let mut out = Map::new();
     for (k, v) in obj.0 {
         if matches!(
             k,
-            "commit_lsn" | "change_lsn" | "event_serial_no" | "schema" | "table"
+            "commit_lsn" | "change_lsn" | "event_serial_no" | "schema" | "table" | "ts_ms"
         ) {
             if out.contains_key(k) {
                 return None;

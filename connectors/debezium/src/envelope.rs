@@ -155,6 +155,7 @@ pub(crate) fn envelope_event(
         Ok(lsn) => lsn.flatten(),
         Err(e) => return Decoding::failed(e),
     };
+    let source_ts_ms = source.and_then(|s| s.get("ts_ms")).and_then(Json::as_i64);
     let table = source.and_then(|s| {
         let table = s.get("table").and_then(Json::as_str)?;
         Some(TableId {
@@ -185,6 +186,7 @@ pub(crate) fn envelope_event(
             op,
             before,
             after,
+            source_ts_ms,
         }),
         lsn,
     }
@@ -233,6 +235,7 @@ fn decode_flattened(mut payload: Map<String, Json>, schema: Option<&Layouts>) ->
         Ok(l) => l,
         Err(e) => return Decoding::failed(e),
     };
+    let source_ts_ms = payload.get("__source_ts_ms").and_then(Json::as_i64);
     payload.retain(|k, _| !k.starts_with("__"));
     let row = match decode_row(&payload, schema.and_then(|s| s.flat.as_ref())) {
         Ok(r) => r,
@@ -249,6 +252,7 @@ fn decode_flattened(mut payload: Map<String, Json>, schema: Option<&Layouts>) ->
             op,
             before,
             after,
+            source_ts_ms,
         }),
         lsn,
     }

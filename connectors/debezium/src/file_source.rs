@@ -5,8 +5,8 @@ use crate::decoder::JsonDecoder;
 use crate::envelope::Decoding;
 use bytes::Bytes;
 use lakefold_api::{
-    BatchLimits, ChangeBatch, Checkpoint, FileCheckpoint, Position, SourceError, SourceRecord,
-    StreamPosition,
+    BatchLimits, ChangeBatch, Checkpoint, FileCheckpoint, Lag, LagUnit, Position, SourceError,
+    SourceRecord, StreamPosition,
 };
 use std::path::PathBuf;
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
@@ -236,6 +236,17 @@ impl lakefold_api::Source for FileSource {
 
     fn locate(&self, position: &Position) -> String {
         format!("{} {position}", self.configured)
+    }
+
+    async fn lag(&mut self) -> Vec<Lag> {
+        match tokio::fs::metadata(&self.path).await {
+            Ok(m) => vec![Lag {
+                partition: None,
+                value: m.len().saturating_sub(self.offset) as f64,
+                unit: LagUnit::Bytes,
+            }],
+            Err(_) => Vec::new(),
+        }
     }
 }
 

@@ -122,6 +122,7 @@ impl Capture {
                 op: Op::Read,
                 before: None,
                 after: Some(self.row(values)),
+                source_ts_ms: None,
             }),
         }
     }
@@ -148,24 +149,28 @@ impl Capture {
                 op: Op::Delete,
                 before: Some(self.row(first.values)),
                 after: None,
+                source_ts_ms: None,
             }),
             (2, _) => Decoded::Event(ChangeEvent {
                 table: Some(self.id.clone()),
                 op: Op::Create,
                 before: None,
                 after: Some(self.row(first.values)),
+                source_ts_ms: None,
             }),
             (3, Some(a)) => Decoded::Event(ChangeEvent {
                 table: Some(self.id.clone()),
                 op: Op::Update,
                 before: Some(self.row(first.values)),
                 after: Some(self.row(a.values)),
+                source_ts_ms: None,
             }),
             (4, None) => Decoded::Event(ChangeEvent {
                 table: Some(self.id.clone()),
                 op: Op::Update,
                 before: None,
                 after: Some(self.row(first.values)),
+                source_ts_ms: None,
             }),
             (op, _) => Decoded::Failed(format!(
                 "capture instance {}: operation {op} at {} is not followed by its after image (4)",

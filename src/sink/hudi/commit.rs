@@ -451,6 +451,7 @@ impl HudiTable {
             summary.deletes += result.stat.num_deletes;
             summary.stale += result.stale;
             summary.files += 1;
+            summary.bytes += result.stat.total_write_bytes;
             meta.partition_to_write_stats
                 .entry(id.0.clone())
                 .or_default()

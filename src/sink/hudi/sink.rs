@@ -50,6 +50,13 @@ impl TableSink for HudiTable {
         HudiTable::name(self)
     }
 
+    fn latest_version(&self) -> Option<String> {
+        self.timeline()
+            .completed_writes()
+            .last()
+            .map(|(instant, _)| instant.to_string())
+    }
+
     async fn checkpoints(&self) -> Result<SourceCheckpoints, SinkError> {
         Ok(self.stored_checkpoints().await?)
     }
