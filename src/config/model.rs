@@ -117,6 +117,15 @@ pub struct CommitConfig {
     /// initial load peaks near 300 MiB (see benches/README.md).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: ByteSize,
+    /// How long the daemon rides out an outage (object store, catalog, broker or database unreachable):
+    /// the run is reopened from the tables' checkpoints with backoff until this long has passed without a
+    /// successful commit, then it exits 1 (systemd or ECS restart it). Default `"5m"`.
+    #[serde(default = "default_retry_deadline")]
+    pub retry_deadline: DurationText,
+}
+
+fn default_retry_deadline() -> DurationText {
+    DurationText(Duration::from_secs(300))
 }
 
 fn default_commit_interval() -> DurationText {
@@ -137,6 +146,7 @@ impl Default for CommitConfig {
             interval: default_commit_interval(),
             max_events: default_max_events(),
             max_bytes: default_max_bytes(),
+            retry_deadline: default_retry_deadline(),
         }
     }
 }

@@ -168,3 +168,27 @@ impl FoldHeld {
         gauge!(m::FOLD_BYTES).set(self.bytes as f64);
     }
 }
+
+/// The run stopped on a transient error and is reopened after `retry_in` (data committed so far is safe;
+/// what was folded since is read again from the source).
+pub struct Outage<'a> {
+    pub error: &'a str,
+    pub retry_in: Duration,
+    /// How long the outage has lasted (since the first failure without a successful commit).
+    pub since: Duration,
+}
+
+impl Outage<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(error = %self.error, retry_in = ?self.retry_in, outage_seconds = self.since.as_secs_f64(), "riding out an outage: the run is reopened from the tables' checkpoints");
+        counter!(m::OUTAGE_RETRIES).increment(1);
+        gauge!(m::DEGRADED).set(1.0);
+        board().set_degraded(Some(self.error.to_string()));
+    }
+
+    /// The outage is over (a run finished or committed again).
+    pub fn over() {
+        gauge!(m::DEGRADED).set(0.0);
+        board().set_degraded(None);
+    }
+}

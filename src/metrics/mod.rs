@@ -27,6 +27,8 @@ pub const CATALOG_SYNC_FAILURES: &str = "lakefold_catalog_sync_failures_total";
 pub const FOLD_BYTES: &str = "lakefold_fold_bytes";
 pub const PROCESS_RSS: &str = "lakefold_process_resident_memory_bytes";
 pub const UP: &str = "lakefold_up";
+pub const DEGRADED: &str = "lakefold_degraded";
+pub const OUTAGE_RETRIES: &str = "lakefold_outage_retries_total";
 
 /// Commit durations: 10 ms to 5 min.
 const COMMIT_BUCKETS: [f64; 12] = [
@@ -46,6 +48,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
     ::metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
     describe();
     ::metrics::gauge!(UP).set(1.0);
+    ::metrics::gauge!(DEGRADED).set(0.0);
     Ok(handle)
 }
 
@@ -133,6 +136,16 @@ fn describe() {
     );
     describe_gauge!(PROCESS_RSS, Unit::Bytes, "Resident memory of the process.");
     describe_gauge!(UP, Unit::Count, "1 while the process runs.");
+    describe_gauge!(
+        DEGRADED,
+        Unit::Count,
+        "1 while an outage is ridden out (the run is being reopened)."
+    );
+    describe_counter!(
+        OUTAGE_RETRIES,
+        Unit::Count,
+        "Times the run was reopened after a transient error."
+    );
 }
 
 /// Process gauges read at scrape time.

@@ -26,3 +26,17 @@ pub enum PipelineError {
     #[error("unknown table `{0}` (not a route's table nor {dl})", dl = super::DEAD_LETTER_TABLE)]
     UnknownTable(String),
 }
+
+impl PipelineError {
+    /// True for outages worth riding out (storage, broker or database unreachable): reopening the run
+    /// from the tables' checkpoints may succeed later.
+    pub fn is_transient(&self) -> bool {
+        use lakefold_api::ErrorClass::Transient;
+        match self {
+            PipelineError::Sink(e) => e.class() == Transient,
+            PipelineError::Table(e) => e.class() == Transient,
+            PipelineError::Source { error, .. } => error.class() == Transient,
+            _ => false,
+        }
+    }
+}

@@ -13,12 +13,11 @@ use super::state::{open_route, DeadLetterState, RouteState, RunOptions, RunSumma
 use super::tables::open_route_table;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::metrics::events::{FoldHeld, SourceLagged};
+use crate::metrics::events::{FoldHeld, Outage, SourceLagged};
 use crate::service::status::board;
 use crate::sink::{StagedRow, TableSink};
 use lakefold_api::{BatchLimits, ChangeBatch, Checkpoint};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Records and bytes taken from a source per poll: raw records are dropped once folded, so memory is
@@ -63,17 +62,19 @@ impl Pending {
     }
 }
 
-/// Runs the pipeline of `config` until drained (`once`) or until `stop` is set.
-pub async fn run(
+/// Opens the pipeline of `config` and runs it until drained (`once`) or until `stop` is set, adding to
+/// `summary`; `committed` is set after each commit round that succeeded.
+pub(super) async fn run_pipeline(
     config: &Config,
     options: RunOptions,
-    stop: Arc<AtomicBool>,
-) -> Result<RunSummary, PipelineError> {
-    let Some(mut p) = open_pipeline(config, options, &stop).await? else {
-        return Ok(RunSummary::default());
+    stop: &AtomicBool,
+    summary: &mut RunSummary,
+    committed: &mut bool,
+) -> Result<(), PipelineError> {
+    let Some(mut p) = open_pipeline(config, options, stop).await? else {
+        return Ok(());
     };
     announce(&p);
-    let mut summary = RunSummary::default();
     let mut pending = Pending {
         limits: BatchLimits {
             max_records: config.commit.max_events,
@@ -90,7 +91,7 @@ pub async fn run(
         let all_caught_up = if stopping {
             true
         } else {
-            poll_sources(&mut p, &mut pending, &mut summary).await?
+            poll_sources(&mut p, &mut pending, summary).await?
         };
         FoldHeld {
             bytes: pending.bytes,
@@ -103,7 +104,9 @@ pub async fn run(
         let due = last_commit.elapsed() >= config.commit.interval.0;
         let finishing = stopping || (options.once && all_caught_up);
         if pending.records > 0 && (pending.full() || due || finishing) {
-            commit(&mut p, &mut summary).await?;
+            commit(&mut p, summary).await?;
+            *committed = true;
+            Outage::over();
             pending.records = 0;
             pending.bytes = 0;
             last_commit = Instant::now();
@@ -112,14 +115,14 @@ pub async fn run(
             break;
         }
         if all_caught_up {
-            nap(&p.sources, &stop).await;
+            nap(&p.sources, stop).await;
         }
     }
     board().set_ready(false);
     for s in p.sources {
         s.reader.finish(s.checkpoint).await;
     }
-    Ok(summary)
+    Ok(())
 }
 
 /// How often sources are asked for their lag.
@@ -327,7 +330,7 @@ async fn nap(sources: &[SourceState], stop: &AtomicBool) {
     }
 }
 
-async fn until_stopped(stop: &AtomicBool) {
+pub(super) async fn until_stopped(stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
