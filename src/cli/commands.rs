@@ -37,6 +37,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         } => show(&config, &table, limit, &filters, meta).await,
         Command::History { table } => history(&config, &table).await,
         Command::Status => super::status::status(&config).await,
+        Command::Health => return super::status::health(&config).await,
         Command::Top { interval, count } => {
             super::status::top(&config, Duration::from_secs_f64(interval.max(0.1)), count).await
         }
@@ -111,6 +112,7 @@ fn spawn_signal_handler(stop: Arc<AtomicBool>) {
             let _ = tokio::signal::ctrl_c().await;
         }
         tracing::info!("stop requested: committing what is buffered, then exiting");
+        crate::service::systemd::stopping();
         stop.store(true, Ordering::SeqCst);
     });
 }

@@ -74,6 +74,8 @@ pub enum Command {
     /// Per table: last commit, checkpoint, lag, freshness, dead letters (from the running daemon's
     /// `/status`, else from the tables' timelines).
     Status,
+    /// Exit 0 when the running daemon's `/healthz` answers 200 (container health checks), else 1.
+    Health,
     /// `status`, refreshed in the terminal (like `vector top`).
     Top {
         /// Seconds between refreshes.

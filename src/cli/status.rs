@@ -66,7 +66,40 @@ async fn daemon_status(config: &Config) -> Option<Json> {
         .ok()
 }
 
+/// `lakefold health`: the daemon's `/healthz` (exit 0 on 200, 1 otherwise, with the reason).
+pub async fn health(config: &Config) -> u8 {
+    let Some(m) = &config.metrics else {
+        eprintln!("lakefold health: set [metrics] listen (the daemon serves /healthz there)");
+        return super::EXIT_FAILURE;
+    };
+    let addr = m.listen.replace("0.0.0.0", "127.0.0.1");
+    match tokio::time::timeout(Duration::from_secs(5), get(&addr, "/healthz")).await {
+        Ok(Ok((200, _))) => super::EXIT_OK,
+        Ok(Ok((code, body))) => {
+            eprintln!(
+                "lakefold health: /healthz answered {code}: {}",
+                String::from_utf8_lossy(&body).trim()
+            );
+            super::EXIT_FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("lakefold health: {addr}: {e}");
+            super::EXIT_FAILURE
+        }
+        Err(_) => {
+            eprintln!("lakefold health: {addr}: no answer within 5 s");
+            super::EXIT_FAILURE
+        }
+    }
+}
+
 async fn get_json(addr: &str, path: &str) -> Result<Json, String> {
+    let (_, body) = get(addr, path).await?;
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// GET `path` from `addr`: the status code and the body.
+async fn get(addr: &str, path: &str) -> Result<(u16, Bytes), String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -83,13 +116,14 @@ async fn get_json(addr: &str, path: &str) -> Result<Json, String> {
         .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
+    let code = response.status().as_u16();
     let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+    Ok((code, body))
 }
 
 const HEADER: [&str; 8] = [

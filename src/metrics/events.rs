@@ -8,6 +8,34 @@ use ::metrics::{counter, gauge, histogram};
 use lakefold_api::{Checkpoint, Lag, LagUnit};
 use std::time::Duration;
 
+/// A route's table is open: its counters exist from now on (at 0), so dashboards and alerts see every
+/// table and source before anything happens to it.
+pub struct RouteOpened<'a> {
+    pub table: &'a str,
+    pub source: &'a str,
+}
+
+impl RouteOpened<'_> {
+    pub fn emit(&self) {
+        let table = self.table.to_string();
+        for name in [
+            m::TABLE_COMMITS,
+            m::TABLE_ROWS_INSERTED,
+            m::TABLE_ROWS_UPDATED,
+            m::TABLE_ROWS_DELETED,
+            m::TABLE_BYTES_WRITTEN,
+            m::CATALOG_SYNC_FAILURES,
+        ] {
+            counter!(name, "table" => table.clone()).increment(0);
+        }
+        let source = self.source.to_string();
+        for name in [m::SOURCE_RECORDS, m::SOURCE_EVENTS, m::SOURCE_SKIPPED] {
+            counter!(name, "source" => source.clone()).increment(0);
+        }
+        counter!(m::DEAD_LETTERS, "source" => source, "table" => table).increment(0);
+    }
+}
+
 /// A batch of one source went through the routes.
 pub struct BatchRead<'a> {
     pub source: &'a str,

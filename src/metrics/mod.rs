@@ -49,6 +49,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
     describe();
     ::metrics::gauge!(UP).set(1.0);
     ::metrics::gauge!(DEGRADED).set(0.0);
+    ::metrics::counter!(OUTAGE_RETRIES).increment(0);
     Ok(handle)
 }
 

@@ -13,8 +13,9 @@ use super::state::{open_route, DeadLetterState, RouteState, RunOptions, RunSumma
 use super::tables::open_route_table;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::metrics::events::{FoldHeld, Outage, SourceLagged};
+use crate::metrics::events::{FoldHeld, Outage, RouteOpened, SourceLagged};
 use crate::service::status::board;
+use crate::service::systemd;
 use crate::sink::{StagedRow, TableSink};
 use lakefold_api::{BatchLimits, ChangeBatch, Checkpoint};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +88,7 @@ pub(super) async fn run_pipeline(
     let mut last_lag: Option<Instant> = None;
     loop {
         board().beat();
+        systemd::watchdog();
         let stopping = stop.load(Ordering::SeqCst);
         let all_caught_up = if stopping {
             true
@@ -131,6 +133,11 @@ const LAG_EVERY: Duration = Duration::from_secs(2);
 /// The routes and sources on the status board; ready from now on.
 fn announce(p: &Pipeline) {
     for r in &p.routes {
+        RouteOpened {
+            table: &r.spec.table,
+            source: &r.spec.source,
+        }
+        .emit();
         board().route(&r.spec.table, |s| {
             s.source = r.spec.source.clone();
             s.last_instant = r.table.latest_version();
@@ -141,6 +148,7 @@ fn announce(p: &Pipeline) {
         board().source(&s.name, |_| {});
     }
     board().set_ready(true);
+    systemd::ready();
 }
 
 async fn report_lag(sources: &mut [SourceState]) {

@@ -3,6 +3,7 @@
 
 mod http;
 pub mod status;
+pub mod systemd;
 
 use crate::config::MetricsConfig;
 use std::time::Duration;

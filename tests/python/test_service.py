@@ -11,6 +11,8 @@ import urllib.request
 from conftest import BIN, assert_tables_match, gen, lakefold, write_config, write_events
 from servers import free_port
 
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
 
 def get(port, path):
     try:
@@ -107,6 +109,11 @@ def test_metrics_health_and_status_of_a_daemon_over_a_growing_file_match_its_sum
     assert v("lakefold_source_lag_bytes", source="events") == 0
     assert v("lakefold_process_resident_memory_bytes") > 1 << 20
     assert "(daemon ready" in daemon_status and "(daemon ready" in top and "\x1b[2J" in top
+    # Every metric the shipped dashboard and alerts query is one this run exports.
+    exported = {name for name, _ in samples}
+    for f in ("deploy/grafana/lakefold.json", "deploy/prometheus/alerts.yml"):
+        queried = set(re.findall(r"lakefold_[a-z_]+", (REPO / f).read_text()))
+        assert queried and queried <= exported, (f, sorted(queried - exported))
     assert_tables_match(tmp / "lake", gen.expected_tables(events))
 
     # Stopped: the same command reads the tables' timelines.
