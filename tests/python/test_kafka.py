@@ -242,3 +242,36 @@ def test_avro_with_confluent_serializer_and_schema_registry(tmp, broker, registr
     assert_tables_match(tmp / "lake", gen.expected_tables(events))
     sales = read_hudi(tmp / "lake" / "sales")
     assert isinstance(sales[0]["ContractSubtotal"], decimal.Decimal)
+
+
+def test_a_daemon_reports_lag_per_partition_down_to_zero(tmp, broker):
+    from servers import free_port
+    from test_service import get, scrape
+    topic = new_topic(broker, partitions=2)
+    events = gen.generate(600, seed=53)
+    broker.produce(topic, as_messages(events))
+    port = free_port()
+    cfg = kafka_config(tmp, broker.bootstrap, topic,
+                       commit='[metrics]\nlisten = "127.0.0.1:%d"\n\n[commit]\ninterval = "1s"\n' % port)
+    log = open(tmp / "daemon.log", "w")
+    proc = subprocess.Popen([BIN, "--config", str(cfg), "run"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline, lag = time.time() + 90, {}
+        while time.time() < deadline:
+            try:
+                samples, _ = scrape(port)
+                lag = {dict(l)["partition"]: v for (n, l), v in samples.items() if n == "lakefold_source_lag_messages"}
+                if set(lag) == {"0", "1"} and all(v == 0 for v in lag.values()):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert set(lag) == {"0", "1"} and all(v == 0 for v in lag.values()), lag
+        records = samples[("lakefold_source_records_total", (("source", "erp"),))]
+        assert records == len(events), records
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+    assert proc.returncode == 0, (tmp / "daemon.log").read_text()[-3000:]
+    assert_tables_match(tmp / "lake", gen.expected_tables(events))

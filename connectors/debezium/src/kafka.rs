@@ -11,8 +11,8 @@ use crate::envelope::Decoding;
 use crate::registry::{RegistryError, SchemaRegistry};
 use bytes::Bytes;
 use lakefold_api::{
-    BatchLimits, ChangeBatch, Checkpoint, KafkaCheckpoint, Position, SourceError, SourceRecord,
-    StreamPosition,
+    BatchLimits, ChangeBatch, Checkpoint, KafkaCheckpoint, Lag, LagUnit, Position, SourceError,
+    SourceRecord, StreamPosition,
 };
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -104,7 +104,12 @@ pub struct KafkaSource {
     last_refresh: Instant,
     /// JSON messages (schemas parsed once per distinct schema).
     json: JsonDecoder,
+    /// The lag last measured, and when (watermarks are a broker round trip per partition).
+    lag: Option<(Instant, Vec<Lag>)>,
 }
+
+/// How often the high watermarks are fetched for the lag.
+const LAG_REFRESH: Duration = Duration::from_secs(15);
 
 /// `--once` stops with an error when no record arrives for this long before the high watermarks are reached
 /// (brokers gone, a topic deleted): a cron job must end.
@@ -190,6 +195,7 @@ impl KafkaSource {
             last_refresh: Instant::now(),
             last_progress: Instant::now(),
             json: JsonDecoder::new(),
+            lag: None,
         })
     }
 
@@ -429,6 +435,33 @@ impl lakefold_api::Source for KafkaSource {
             self.commit_group_offsets(cp, false);
         }
         self.resume();
+    }
+
+    /// High watermark minus the next offset to read, per partition (refreshed every [`LAG_REFRESH`]; a
+    /// partition whose watermarks cannot be fetched within 2 s is left out).
+    async fn lag(&mut self) -> Vec<Lag> {
+        if let Some((at, lag)) = &self.lag {
+            if at.elapsed() < LAG_REFRESH {
+                return lag.clone();
+            }
+        }
+        let mut out = Vec::new();
+        for ((topic, partition), state) in &self.partitions {
+            let (c, t, p) = (self.consumer.clone(), topic.clone(), *partition);
+            let fetched = tokio::task::spawn_blocking(move || {
+                c.fetch_watermarks(&t, p, Duration::from_secs(2))
+            })
+            .await;
+            if let (Ok(Ok((_, high))), true) = (fetched, state.next >= 0) {
+                out.push(Lag {
+                    partition: Some(p),
+                    value: (high - state.next).max(0) as f64,
+                    unit: LagUnit::Messages,
+                });
+            }
+        }
+        self.lag = Some((Instant::now(), out.clone()));
+        out
     }
 
     async fn finish(self: Box<Self>, checkpoint: Option<Checkpoint>) {
