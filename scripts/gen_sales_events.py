@@ -258,21 +258,26 @@ def sql_values(img):
     out["ContractSubtotal"] = None if v is None else ("-" if v < 0 else "") + "%d.%04d" % divmod(abs(v), 10000)
     ms = out["ContractSigningDate"]
     if ms is not None:
-        d = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
-        out["ContractSigningDate"] = d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03d" % (ms % 1000)
+        out["ContractSigningDate"] = iso_ms(ms)
     return out
+
+
+def iso_ms(ms):
+    """Epoch milliseconds as SQL Server's datetime text (no zone; read as UTC)."""
+    d = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03d" % (ms % 1000)
 
 
 def cdc_history(events, database="MYCOMPANY", min_lsn=None):
     """The change history of dbo.SALES that `events` describe, in lakefold-mssql-fixture's format: inserts
     (2), deletes (1), updates as before/after pairs (3/4) sharing a seqval; redeliveries appear once."""
-    changes, seen, commits = [], set(), set()
+    changes, seen, commits = [], set(), {}
     for e in events:
         if e is None or (e["commit_lsn"], e["change_lsn"]) in seen:
             continue
         seen.add((e["commit_lsn"], e["change_lsn"]))
         start, seq = lsn_hex(e["commit_lsn"]), lsn_hex(e["change_lsn"])
-        commits.add(start)
+        commits[start] = max(commits.get(start, 0), e["ts_ms"])
         ops = {"c": [(2, e["after"])], "d": [(1, e["before"])], "u": [(3, e["before"]), (4, e["after"])]}[e["op"]]
         for op, img in ops:
             changes.append({"start_lsn": start, "seqval": seq, "operation": op, "values": sql_values(img)})
@@ -283,7 +288,7 @@ def cdc_history(events, database="MYCOMPANY", min_lsn=None):
                                       "columns": [{"name": n, "type": t, "nullable": n != "SaleId", "key": n == "SaleId"}
                                                   for n, t in SQL_COLUMNS],
                                       "changes": changes}],
-               "lsn_time_mapping": [{"start_lsn": c} for c in sorted(commits)]}
+               "lsn_time_mapping": [{"start_lsn": c, "tran_end_time": iso_ms(commits[c])} for c in sorted(commits)]}
     if min_lsn:
         history["min_lsn"] = {"dbo_SALES": min_lsn}
     return history

@@ -57,6 +57,10 @@ def test_secrets_never_appear_in_logs_status_or_metrics(tmp, moto):
     for secret in (SQL_PASSWORD, AWS_SECRET):
         for name, text in (("stdout", out), ("stderr", err), ("/status", status), ("/metrics", metrics)):
             assert secret not in text, "%s leaks a secret" % name
+    # Freshness from the transactions' tran_end_time, lag in seconds behind the max LSN.
+    for table, *_ in gen.ROUTES:
+        assert 'lakefold_table_freshness_seconds{table="%s"}' % table in metrics, table
+    assert 'lakefold_source_lag_seconds{source="erp"} 0' in metrics, [l for l in metrics.splitlines() if "lag" in l]
     lines = [json.loads(l) for l in err.splitlines() if l.startswith("{")]
     committed = [l for l in lines if l.get("fields", {}).get("message") == "committed"]
     assert committed and all({"table", "instant", "checkpoint"} <= set(l["fields"]) for l in committed), committed[:2]

@@ -10,6 +10,16 @@ pub enum TimeUnit {
     Microsecond,
 }
 
+impl TimeUnit {
+    /// `value` in this unit as microseconds.
+    pub fn micros(self, value: i64) -> i64 {
+        match self {
+            TimeUnit::Millisecond => value * 1000,
+            TimeUnit::Microsecond => value,
+        }
+    }
+}
+
 /// The type of a column, as declared by a source schema or by a route's `types` override.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LogicalType {

@@ -107,6 +107,9 @@ pub trait CdcDatabase: Send {
     /// Starts a consistent read of the tables; true when it is under snapshot isolation.
     async fn begin_snapshot(&mut self) -> Result<bool, CdcError>;
     async fn end_snapshot(&mut self) -> Result<(), CdcError>;
+    /// The commit time (`tran_end_time`, µs since the epoch, read as UTC) of each transaction with a
+    /// start LSN in `from..=to`.
+    async fn transaction_times(&mut self, from: Lsn, to: Lsn) -> Result<Vec<(Lsn, i64)>, CdcError>;
     /// How many rows `table` holds, as the catalog estimates it (`None` when it cannot say).
     async fn row_count(&mut self, table: &CaptureTable) -> Result<Option<u64>, CdcError>;
     /// Up to `limit` rows of `table` in key order after the key `after`.
@@ -168,6 +171,15 @@ impl History {
             .take(max_transactions.max(1) as usize)
             .last()
             .map(|t| t.start_lsn)
+    }
+
+    /// Commit times of the transactions in `from..=to` that have one.
+    pub fn transaction_times(&self, from: Lsn, to: Lsn) -> Vec<(Lsn, i64)> {
+        self.transactions
+            .iter()
+            .filter(|t| t.start_lsn >= from && t.start_lsn <= to)
+            .filter_map(|t| t.end_micros.map(|m| (t.start_lsn, m)))
+            .collect()
     }
 
     /// The rows of the instance's table at the max LSN.
@@ -332,6 +344,11 @@ impl CdcDatabase for MemoryCdc {
 
     async fn end_snapshot(&mut self) -> Result<(), CdcError> {
         self.check()
+    }
+
+    async fn transaction_times(&mut self, from: Lsn, to: Lsn) -> Result<Vec<(Lsn, i64)>, CdcError> {
+        self.check()?;
+        Ok(self.history.transaction_times(from, to))
     }
 
     async fn row_count(&mut self, table: &CaptureTable) -> Result<Option<u64>, CdcError> {

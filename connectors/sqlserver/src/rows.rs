@@ -127,12 +127,14 @@ impl Capture {
         }
     }
 
-    /// A change (or an update's before/after pair) at `position`.
+    /// A change (or an update's before/after pair) at `position`, committed at `committed_ms` (ms since
+    /// the epoch) when known.
     pub fn change_record(
         &self,
         position: LsnPosition,
         first: ChangeRow,
         after: Option<ChangeRow>,
+        committed_ms: Option<i64>,
     ) -> SourceRecord {
         let raw = match &after {
             Some(a) => {
@@ -149,28 +151,28 @@ impl Capture {
                 op: Op::Delete,
                 before: Some(self.row(first.values)),
                 after: None,
-                source_ts_ms: None,
+                source_ts_ms: committed_ms,
             }),
             (2, _) => Decoded::Event(ChangeEvent {
                 table: Some(self.id.clone()),
                 op: Op::Create,
                 before: None,
                 after: Some(self.row(first.values)),
-                source_ts_ms: None,
+                source_ts_ms: committed_ms,
             }),
             (3, Some(a)) => Decoded::Event(ChangeEvent {
                 table: Some(self.id.clone()),
                 op: Op::Update,
                 before: Some(self.row(first.values)),
                 after: Some(self.row(a.values)),
-                source_ts_ms: None,
+                source_ts_ms: committed_ms,
             }),
             (4, None) => Decoded::Event(ChangeEvent {
                 table: Some(self.id.clone()),
                 op: Op::Update,
                 before: None,
                 after: Some(self.row(first.values)),
-                source_ts_ms: None,
+                source_ts_ms: committed_ms,
             }),
             (op, _) => Decoded::Failed(format!(
                 "capture instance {}: operation {op} at {} is not followed by its after image (4)",

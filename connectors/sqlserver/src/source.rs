@@ -98,6 +98,8 @@ pub struct SqlServerSource {
     window: WindowSize,
     /// The snapshot progress shown for the table being read.
     progress: Option<progress::TableProgress>,
+    /// The lag last measured, and when.
+    lag: Option<(std::time::Instant, Vec<lakefold_api::Lag>)>,
 }
 
 impl SqlServerSource {
@@ -107,6 +109,7 @@ impl SqlServerSource {
             db,
             window: WindowSize::new(options.max_transactions_per_window),
             progress: None,
+            lag: None,
             options,
             captures: Vec::new(),
             checkpoint: SqlServerCheckpoint {
@@ -438,6 +441,47 @@ impl lakefold_api::Source for SqlServerSource {
 
     fn locate(&self, position: &Position) -> String {
         self.describe(position)
+    }
+
+    /// Seconds between the commit time of the last change read and of the newest transaction
+    /// (`fn_cdc_get_max_lsn`), refreshed every [`LAG_REFRESH`]; nothing while a snapshot runs.
+    async fn lag(&mut self) -> Vec<lakefold_api::Lag> {
+        if let Some((at, lag)) = &self.lag {
+            if at.elapsed() < LAG_REFRESH {
+                return lag.clone();
+            }
+        }
+        let lag = match (self.checkpoint.snapshot.is_none(), self.checkpoint.lsn) {
+            (true, Some(read)) => self.seconds_behind(read.commit_lsn).await,
+            _ => None,
+        };
+        let out: Vec<_> = lag
+            .into_iter()
+            .map(|value| lakefold_api::Lag {
+                partition: None,
+                value,
+                unit: lakefold_api::LagUnit::Seconds,
+            })
+            .collect();
+        self.lag = Some((std::time::Instant::now(), out.clone()));
+        out
+    }
+}
+
+/// How often the SQL Server source measures its lag (two small queries).
+const LAG_REFRESH: Duration = Duration::from_secs(10);
+
+impl SqlServerSource {
+    /// Commit time of the newest transaction minus that of `read` (0 when caught up), in seconds.
+    async fn seconds_behind(&mut self, read: Lsn) -> Option<f64> {
+        let max = self.db.max_lsn().await.ok()?;
+        if max <= read {
+            return Some(0.0);
+        }
+        let time = |times: Vec<(Lsn, i64)>| times.first().map(|(_, t)| *t);
+        let newest = time(self.db.transaction_times(max, max).await.ok()?)?;
+        let last = time(self.db.transaction_times(read, read).await.ok()?)?;
+        Some(((newest - last) as f64 / 1e6).max(0.0))
     }
 }
 

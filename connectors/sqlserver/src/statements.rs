@@ -34,6 +34,10 @@ pub fn table_name(schema: &str, table: &str) -> String {
     format!("{}.{}", quote(schema), quote(table))
 }
 
+/// The commit times (`tran_end_time`) of the transactions with start LSNs in `[@P1, @P2]`: Debezium's
+/// `source.ts_ms`, what freshness and lag are measured from.
+pub const TRANSACTION_TIMES: &str = "SELECT m.start_lsn, m.tran_end_time FROM cdc.lsn_time_mapping AS m WHERE m.start_lsn >= @P1 AND m.start_lsn <= @P2 AND m.tran_id <> 0x00 ORDER BY m.start_lsn";
+
 /// Whether snapshot isolation is allowed in the current database (1 = ON).
 pub const SNAPSHOT_ISOLATION_STATE: &str =
     "SELECT snapshot_isolation_state FROM sys.databases WHERE name = DB_NAME()";

@@ -487,6 +487,29 @@ impl CdcDatabase for TdsCdc {
         Ok(allowed)
     }
 
+    async fn transaction_times(&mut self, from: Lsn, to: Lsn) -> Result<Vec<(Lsn, i64)>, CdcError> {
+        let name = "cdc.lsn_time_mapping";
+        let (a, b) = (lsn_bytes(from).to_vec(), lsn_bytes(to).to_vec());
+        let rows = self.rows(name, st::TRANSACTION_TIMES, &[&a, &b]).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut cols = row.into_iter();
+            let lsn = match cols.next() {
+                Some(ColumnData::Binary(Some(b))) => lsn_from_bytes(&b),
+                _ => None,
+            };
+            let time = cols
+                .next()
+                .map(|c| value_of(c, SqlType::DateTime))
+                .transpose()
+                .map_err(|e| self.answer(name, e))?;
+            if let (Some(lsn), Some(Value::Timestamp { value, unit })) = (lsn, time) {
+                out.push((lsn, unit.micros(value)));
+            }
+        }
+        Ok(out)
+    }
+
     async fn row_count(&mut self, table: &CaptureTable) -> Result<Option<u64>, CdcError> {
         let ct = &table.change_table;
         let name = st::table_name(&ct.schema, &ct.table);

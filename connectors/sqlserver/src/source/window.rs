@@ -6,6 +6,7 @@ use super::{Advance, GapPolicy, Phase, Queued, SqlServerSource};
 use crate::cdc::{CdcError, INVALID_RANGE_ERROR};
 use crate::history::ChangeRow;
 use lakefold_api::{Lsn, LsnPosition, SnapshotProgress, SourceError};
+use std::collections::HashMap;
 
 /// Windows read at a reduced size before the size doubles again.
 const GROW_AFTER: u32 = 8;
@@ -94,10 +95,18 @@ impl SqlServerSource {
         }
         self.window.read_in_time(&self.options.name);
         rows.sort_by_key(|(_, c)| (c.start_lsn, c.seqval, c.operation));
+        let times = if rows.is_empty() {
+            HashMap::new()
+        } else {
+            self.call(|db| Box::pin(db.transaction_times(from, end)))
+                .await?
+                .into_iter()
+                .collect()
+        };
         // Windows start at a transaction, so serial numbers never continue across them; a resumed window
         // re-reads its first transaction and numbers it exactly as the first read did.
         self.last_change = None;
-        self.queue_changes(rows);
+        self.queue_changes(rows, &times);
         self.phase = Phase::Streaming {
             from: self.call(|db| Box::pin(db.increment_lsn(end))).await?,
         };
@@ -214,8 +223,8 @@ impl SqlServerSource {
     }
 
     /// Pairs updates' before (3) and after (4) rows, numbers events as Debezium does, and queues what the
-    /// checkpoint (or a re-snapshot) does not cover.
-    fn queue_changes(&mut self, rows: Vec<(usize, ChangeRow)>) {
+    /// checkpoint (or a re-snapshot) does not cover, each with its transaction's commit time (`times`, µs).
+    fn queue_changes(&mut self, rows: Vec<(usize, ChangeRow)>, times: &HashMap<Lsn, i64>) {
         let mut it = rows.into_iter().peekable();
         while let Some((idx, row)) = it.next() {
             let after = if row.operation == 3 {
@@ -248,7 +257,8 @@ impl SqlServerSource {
             {
                 continue;
             }
-            let record = self.captures[idx].change_record(position, row, after);
+            let committed_ms = times.get(&row.start_lsn).map(|us| us.div_euclid(1000));
+            let record = self.captures[idx].change_record(position, row, after, committed_ms);
             self.queue.push_back(Queued {
                 record: Some(record),
                 advance: Advance::Change,
