@@ -38,6 +38,12 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::History { table } => history(&config, &table).await,
         Command::Status => super::status::status(&config).await,
         Command::Health => return super::status::health(&config).await,
+        Command::DeadLetters { action } => match action {
+            super::DeadLettersAction::List { table, limit } => {
+                super::dead_letters::list(&config, table.as_deref(), limit).await
+            }
+            super::DeadLettersAction::Show { id } => super::dead_letters::show(&config, &id).await,
+        },
         Command::Top { interval, count } => {
             super::status::top(&config, Duration::from_secs_f64(interval.max(0.1)), count).await
         }

@@ -1,6 +1,7 @@
 //! Command line (design.md §1): run, validate, show, history, table.
 
 mod commands;
+mod dead_letters;
 mod environment;
 mod malloc;
 mod output;
@@ -74,6 +75,11 @@ pub enum Command {
     /// Per table: last commit, checkpoint, lag, freshness, dead letters (from the running daemon's
     /// `/status`, else from the tables' timelines).
     Status,
+    /// The dead-letter table: `list` (id, where, error) and `show ID` (every field and the raw record).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLettersAction,
+    },
     /// Exit 0 when the running daemon's `/healthz` answers 200 (container health checks), else 1.
     Health,
     /// `status`, refreshed in the terminal (like `vector top`).
@@ -91,6 +97,22 @@ pub enum Command {
         action: TableAction,
         table: String,
     },
+}
+
+/// `lakefold dead-letters ...`
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersAction {
+    /// Dead letters, oldest first.
+    List {
+        /// Only those rejected by this route's table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Most to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One dead letter: every field and the raw record.
+    Show { id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -52,6 +52,20 @@ def test_malformed_lines_are_dead_lettered_with_line_raw_bytes_and_error(tmp):
     lakefold("--config", cfg, "run", "--once")
     assert len(read_hudi(tmp / "lake" / DEAD)) == len(letters)
 
+    # the operator's view: every letter listed with where it was and why; one shown with its raw record
+    listed = lakefold("--config", cfg, "dead-letters", "list").stdout
+    assert "(%d of %d dead letters)" % (n, n) in listed, listed
+    for r in letters:
+        assert r["id"] in listed and r["location"] in listed
+    only_sales = lakefold("--config", cfg, "dead-letters", "list", "--table", "sales").stdout
+    in_sales = sum(1 for r in letters if r["table_name"] == "sales")
+    assert "(%d of %d dead letters of table sales)" % (in_sales, in_sales) in only_sales, only_sales
+    first = next(r for r in letters if r["line"] == bad_lines[0])
+    shown = lakefold("--config", cfg, "dead-letters", "show", first["id"]).stdout
+    assert "error: " + first["error"].splitlines()[0] in shown and bad[0] in shown, shown
+    missing = lakefold("--config", cfg, "dead-letters", "show", "no-such-id", check=False)
+    assert missing.returncode == 1 and "no dead letter with id" in missing.stderr
+
 
 def test_an_abandoned_instant_is_rolled_back_before_the_next_write(tmp):
     events = gen.generate(400, seed=4)
