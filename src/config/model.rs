@@ -92,6 +92,11 @@ pub struct CatalogConfig {
     /// Endpoint override (tests: `http://127.0.0.1:5000`).
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Also register the dead-letter table (`_lakefold_dead_letters`). Default false: it holds raw source
+    /// records (personal data, secrets pasted into a column), and everyone who may query the database
+    /// would see them; operators read it with `lakefold dead-letters`.
+    #[serde(default)]
+    pub register_dead_letters: bool,
 }
 
 /// Catalog kind.

@@ -1,8 +1,9 @@
 //! Registering committed tables in the catalog. Failures are logged and retried at the next round; they
 //! never undo a data commit.
 
+use super::dead_letter::{DeadLetter, DEAD_LETTER_TABLE};
 use super::lake::Lake;
-use super::state::RouteState;
+use super::state::{DeadLetterState, RouteState};
 use crate::catalog::{Catalog, GlueCatalog, TableRegistration};
 use crate::config::{CatalogKind, Config};
 
@@ -49,6 +50,42 @@ pub(super) async fn sync_catalog(catalog: &Catalog, lake: &Lake, routes: &mut [R
             .emit(),
         }
     }
+}
+
+/// Registers the dead-letter table's latest commit, when `[catalog] register_dead_letters` asks for it.
+pub(super) async fn sync_dead_letters(catalog: &Catalog, lake: &Lake, dead: &mut DeadLetterState) {
+    let Some((instant, _)) = dead.sync_pending.clone() else {
+        return;
+    };
+    let schema = DeadLetter::schema();
+    let reg = TableRegistration {
+        table: DEAD_LETTER_TABLE,
+        location: lake.table_location(DEAD_LETTER_TABLE),
+        schema: &schema,
+        partition_fields: &[],
+        partitions: &[],
+        instant: &instant,
+    };
+    match catalog.sync(&reg).await {
+        Ok(()) => {
+            tracing::info!(table = DEAD_LETTER_TABLE, %instant, "catalog synced");
+            dead.sync_pending = None;
+        }
+        Err(e) => crate::metrics::events::CatalogSyncFailed {
+            table: DEAD_LETTER_TABLE,
+            instant: &instant,
+            error: &e.to_string(),
+        }
+        .emit(),
+    }
+}
+
+/// Whether the dead-letter table is registered too.
+pub(super) fn registers_dead_letters(config: &Config) -> bool {
+    config
+        .catalog
+        .as_ref()
+        .is_some_and(|c| c.kind == CatalogKind::Glue && c.register_dead_letters)
 }
 
 /// At start the catalog catches up with each table's latest commit (a sync that failed last time, or a

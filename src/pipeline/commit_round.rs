@@ -111,6 +111,7 @@ async fn commit_dead_letters(
         .commit(&schema, rows, DEAD_LETTER_LAYOUT, &checkpoints)
         .await?;
     if let Some(instant) = &result.instant {
+        owe_sync(&mut dead.sync_pending, instant, &[]);
         TableCommitted {
             table: DEAD_LETTER_TABLE,
             instant,

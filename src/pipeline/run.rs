@@ -1,7 +1,9 @@
 //! The run loop: poll every source, fold its records into each route, commit each table with the source
 //! checkpoint, and stop after draining (`--once`) or on SIGTERM/SIGINT.
 
-use super::catalog_sync::{catch_up, open_catalog, sync_catalog};
+use super::catalog_sync::{
+    catch_up, open_catalog, registers_dead_letters, sync_catalog, sync_dead_letters,
+};
 use super::commit_round::commit_round;
 use super::dead_letter::{DeadLetter, DEAD_LETTER_TABLE};
 use super::dispatch::{dead_letters, dispatch};
@@ -33,6 +35,8 @@ struct Pipeline {
     routes: Vec<RouteState>,
     dead: DeadLetterState,
     sources: Vec<SourceState>,
+    /// `[catalog] register_dead_letters`.
+    register_dead_letters: bool,
 }
 
 /// What was read since the last commit, against the `[commit]` limits.
@@ -181,11 +185,21 @@ async fn open_pipeline(
     sync_catalog(&catalog, &lake, &mut routes).await;
     let dl_table: Box<dyn TableSink> =
         Box::new(open_route_table(&lake, DEAD_LETTER_TABLE, &DeadLetter::key_fields(), &[]).await?);
-    let dead = DeadLetterState {
+    let register_dead_letters = registers_dead_letters(config);
+    let mut dead = DeadLetterState {
         checkpoints: dl_table.checkpoints().await?,
         table: dl_table,
         pending: Vec::new(),
+        sync_pending: None,
     };
+    if register_dead_letters {
+        dead.sync_pending = dead
+            .table
+            .catalog_state()
+            .await?
+            .map(|s| (s.version, Vec::new()));
+        sync_dead_letters(&catalog, &lake, &mut dead).await;
+    }
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
         let route_ids: Vec<usize> = routes
@@ -226,6 +240,7 @@ async fn open_pipeline(
         routes,
         dead,
         sources,
+        register_dead_letters,
     }))
 }
 
@@ -319,6 +334,9 @@ async fn commit(p: &mut Pipeline, summary: &mut RunSummary) -> Result<(), Pipeli
     }
     commit_round(&mut p.routes, &p.sources, &mut p.dead, summary).await?;
     sync_catalog(&p.catalog, &p.lake, &mut p.routes).await;
+    if p.register_dead_letters {
+        sync_dead_letters(&p.catalog, &p.lake, &mut p.dead).await;
+    }
     for s in p.sources.iter_mut() {
         s.reader.after_commit(s.checkpoint.as_ref());
     }

@@ -89,6 +89,8 @@ pub(super) struct DeadLetterState {
     pub table: Box<dyn TableSink>,
     pub checkpoints: SourceCheckpoints,
     pub pending: Vec<StagedRow>,
+    /// The catalog has not seen the latest commit yet (`[catalog] register_dead_letters` only).
+    pub sync_pending: Option<PendingSync>,
 }
 
 /// The table services of a route: its cleaner settings, and an archival window Hudi accepts with them

@@ -271,3 +271,28 @@ def test_credentials_from_the_ecs_task_role_endpoint(tmp, moto):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_dead_letter_table_is_registered_in_glue_only_when_asked(tmp, moto):
+    import subprocess
+    from conftest import BIN
+    bucket = moto.new_bucket()
+    glue = moto.client("glue")
+    database = "dl_%s" % bucket.split("-")[1]
+    glue.create_database(DatabaseInput={"Name": database})
+    events = gen.generate(200, seed=71)
+    write_events(tmp / "events.jsonl", events)
+    with open(tmp / "events.jsonl", "a") as f:
+        f.write("{broken\n")
+    catalog = '[catalog]\ntype = "glue"\ndatabase = "%s"\nregion = "us-east-1"\n' % database
+    run = lambda cfg: subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=moto.env(), capture_output=True, text=True, timeout=120)
+    proc = run(s3_config(tmp, bucket, tmp / "events.jsonl", gen.ROUTES[:1], catalog=catalog))
+    assert proc.returncode == 0 and "1 dead letters" in proc.stderr, proc.stderr[-3000:]
+    names = {t["Name"] for t in glue.get_tables(DatabaseName=database)["TableList"]}
+    assert names == {gen.ROUTES[0][0]}, names
+    # Opted in: the next run registers it (catching up with its existing commit).
+    proc = run(s3_config(tmp, bucket, tmp / "events.jsonl", gen.ROUTES[:1], catalog=catalog + "register_dead_letters = true\n"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    t = glue.get_table(DatabaseName=database, Name="_lakefold_dead_letters")["Table"]
+    cols = [c["Name"] for c in t["StorageDescriptor"]["Columns"]]
+    assert "raw_base64" in cols and "error" in cols and t["Parameters"]["spark.sql.sources.provider"] == "hudi"
