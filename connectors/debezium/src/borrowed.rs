@@ -146,9 +146,12 @@ pub(crate) fn decode_envelope_borrowed(
     if env.before.is_none() && env.after.is_none() {
         return None;
     }
-    let source = match env.source {
-        Some(raw) if starts_object(raw) => Some(source_fields(raw)?),
-        _ => None,
+    let (source, source_ts_ms) = match env.source {
+        Some(raw) if starts_object(raw) => {
+            let (fields, ts) = source_fields(raw)?;
+            (Some(fields), ts)
+        }
+        _ => (None, None),
     };
     let before = image(
         env.before,
@@ -165,19 +168,24 @@ pub(crate) fn decode_envelope_borrowed(
     Some(envelope_event(
         Some(&op),
         source.as_ref(),
+        source_ts_ms,
         || before,
         || after,
     ))
 }
 
-/// The `source` fields the event needs (LSNs, schema, table, commit time), as a small map for `lsn_from_source`.
-fn source_fields(raw: &RawValue) -> Option<Map<String, Json>> {
+/// The `source` fields the event needs (LSNs, schema, table) as a small map for `lsn_from_source`, and
+/// its commit time (`ts_ms`, read straight from its text).
+fn source_fields(raw: &RawValue) -> Option<(Map<String, Json>, Option<i64>)> {
     let obj: RawObject = serde_json::from_str(raw.get()).ok()?;
     let mut out = Map::new();
+    let mut ts_ms = None;
     for (k, v) in obj.0 {
-        if matches!(
+        if k == "ts_ms" {
+            ts_ms = v.get().parse::<i64>().ok();
+        } else if matches!(
             k,
-            "commit_lsn" | "change_lsn" | "event_serial_no" | "schema" | "table" | "ts_ms"
+            "commit_lsn" | "change_lsn" | "event_serial_no" | "schema" | "table"
         ) {
             if out.contains_key(k) {
                 return None;
@@ -185,7 +193,7 @@ fn source_fields(raw: &RawValue) -> Option<Map<String, Json>> {
             out.insert(k.to_string(), parse(v)?);
         }
     }
-    Some(out)
+    Some((out, ts_ms))
 }
 
 /// One image: absent or null → no row; an object → its row; anything else → the tree decoder.

@@ -119,9 +119,11 @@ fn decode_envelope(payload: Map<String, Json>, schema: Option<&Layouts>) -> Deco
             )),
         }
     };
+    let source = payload.get("source").and_then(Json::as_object);
     envelope_event(
         payload.get("op"),
-        payload.get("source").and_then(Json::as_object),
+        source,
+        source.and_then(|s| s.get("ts_ms")).and_then(Json::as_i64),
         || image("before"),
         || image("after"),
     )
@@ -131,6 +133,7 @@ fn decode_envelope(payload: Map<String, Json>, schema: Option<&Layouts>) -> Deco
 pub(crate) fn envelope_event(
     op: Option<&Json>,
     source: Option<&Map<String, Json>>,
+    source_ts_ms: Option<i64>,
     before: impl FnOnce() -> Result<Option<Row>, String>,
     after: impl FnOnce() -> Result<Option<Row>, String>,
 ) -> Decoding {
@@ -155,7 +158,6 @@ pub(crate) fn envelope_event(
         Ok(lsn) => lsn.flatten(),
         Err(e) => return Decoding::failed(e),
     };
-    let source_ts_ms = source.and_then(|s| s.get("ts_ms")).and_then(Json::as_i64);
     let table = source.and_then(|s| {
         let table = s.get("table").and_then(Json::as_str)?;
         Some(TableId {
