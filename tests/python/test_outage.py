@@ -65,7 +65,8 @@ def test_s3_unreachable_for_60_seconds_is_ridden_out_and_the_tables_equal_the_fo
         write_events(path, events[1600:], append=True)
         total = lines()
         wait_for("every line committed after the outage", lambda: committed_line(total), 120)
-        assert get(port, "/readyz")[0] == 200
+        # Readiness returns once the commit round (tables, then catalog) has finished.
+        wait_for("/readyz to recover", lambda: get(port, "/readyz")[0] == 200, 30)
         samples, _ = scrape(port)
         assert samples[("lakefold_degraded", ())] == 0
         assert samples[("lakefold_outage_retries_total", ())] >= 1
