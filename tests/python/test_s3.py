@@ -17,6 +17,19 @@ def s3_config(tmp, bucket, events_path, routes, extra_routes="", catalog=""):
     return cfg
 
 
+def glue_database(moto, prefix):
+    """A new bucket and a Glue database named after it: (bucket, glue client, database)."""
+    bucket = moto.new_bucket()
+    glue = moto.client("glue")
+    database = "%s_%s" % (prefix, bucket.split("-")[1])
+    glue.create_database(DatabaseInput={"Name": database})
+    return bucket, glue, database
+
+
+def glue_catalog(database):
+    return '[catalog]\ntype = "glue"\ndatabase = "%s"\nregion = "us-east-1"\n' % database
+
+
 BY_PROJECT = '''
 [[route]]
 table = "sales_by_project"
@@ -32,14 +45,11 @@ on_delete = "delete"
 def test_six_routes_and_a_partitioned_route_land_on_s3_and_read_back(tmp, moto):
     import subprocess
     from conftest import BIN
-    bucket = moto.new_bucket()
+    bucket, glue, database = glue_database(moto, "mycompany")
     events = gen.generate(900, seed=61)
     write_events(tmp / "events.jsonl", events[:500])
-    glue = moto.client("glue")
-    database = "mycompany_%s" % bucket.split("-")[1]
-    glue.create_database(DatabaseInput={"Name": database})
     cfg = s3_config(tmp, bucket, tmp / "events.jsonl", gen.ROUTES, BY_PROJECT,
-                    catalog='[catalog]\ntype = "glue"\ndatabase = "%s"\nregion = "us-east-1"\n' % database)
+                    catalog=glue_catalog(database))
 
     def run():
         proc = subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=moto.env(), capture_output=True, text=True, timeout=300)
@@ -173,13 +183,10 @@ def test_credentials_from_a_shared_credentials_profile(tmp, moto):
 def test_a_new_column_updates_the_glue_table_and_old_rows_read_as_null(tmp, moto):
     import subprocess
     from conftest import BIN
-    bucket = moto.new_bucket()
-    glue = moto.client("glue")
-    database = "evolve_%s" % bucket.split("-")[1]
-    glue.create_database(DatabaseInput={"Name": database})
+    bucket, glue, database = glue_database(moto, "evolve")
     events = gen.generate(600, seed=73)
     write_events(tmp / "events.jsonl", events[:300])
-    catalog = '[catalog]\ntype = "glue"\ndatabase = "%s"\nregion = "us-east-1"\n' % database
+    catalog = glue_catalog(database)
     narrow = [("sales", ["SaleId"], ["SaleId", "StatusId"], "delete")]
     cfg = s3_config(tmp, bucket, tmp / "events.jsonl", narrow, catalog=catalog)
     run = lambda: subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=moto.env(), capture_output=True, text=True, timeout=120)
@@ -203,10 +210,7 @@ def test_a_glue_outage_never_undoes_the_data_and_the_next_run_catches_up(tmp, mo
     import subprocess
     from conftest import BIN
     from servers import free_port
-    bucket = moto.new_bucket()
-    glue = moto.client("glue")
-    database = "outage_%s" % bucket.split("-")[1]
-    glue.create_database(DatabaseInput={"Name": database})
+    bucket, glue, database = glue_database(moto, "outage")
     events = gen.generate(300, seed=79)
     write_events(tmp / "events.jsonl", events)
     routes = [r for r in gen.ROUTES if r[0] == "sales"]
@@ -218,7 +222,7 @@ def test_a_glue_outage_never_undoes_the_data_and_the_next_run_catches_up(tmp, mo
     base = "s3://%s/warehouse/erp/sales" % bucket
     assert as_table(moto.read_hudi(base), ["SaleId"], routes[0][2]) == gen.expected_tables(events)["sales"]
     # Glue is back: a run with nothing new to read still registers the table at its latest commit
-    good = '[catalog]\ntype = "glue"\ndatabase = "%s"\nregion = "us-east-1"\n' % database
+    good = glue_catalog(database)
     cfg = s3_config(tmp, bucket, tmp / "events.jsonl", routes, catalog=good)
     proc = subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=moto.env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "0 records read" in proc.stderr, proc.stderr[-3000:]
@@ -276,15 +280,12 @@ def test_credentials_from_the_ecs_task_role_endpoint(tmp, moto):
 def test_the_dead_letter_table_is_registered_in_glue_only_when_asked(tmp, moto):
     import subprocess
     from conftest import BIN
-    bucket = moto.new_bucket()
-    glue = moto.client("glue")
-    database = "dl_%s" % bucket.split("-")[1]
-    glue.create_database(DatabaseInput={"Name": database})
+    bucket, glue, database = glue_database(moto, "dl")
     events = gen.generate(200, seed=71)
     write_events(tmp / "events.jsonl", events)
     with open(tmp / "events.jsonl", "a") as f:
         f.write("{broken\n")
-    catalog = '[catalog]\ntype = "glue"\ndatabase = "%s"\nregion = "us-east-1"\n' % database
+    catalog = glue_catalog(database)
     run = lambda cfg: subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=moto.env(), capture_output=True, text=True, timeout=120)
     proc = run(s3_config(tmp, bucket, tmp / "events.jsonl", gen.ROUTES[:1], catalog=catalog))
     assert proc.returncode == 0 and "1 dead letters" in proc.stderr, proc.stderr[-3000:]
