@@ -44,6 +44,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
             }
             super::DeadLettersAction::Show { id } => super::dead_letters::show(&config, &id).await,
         },
+        Command::Replay { table } => super::dead_letters::replay(&config, table.as_deref()).await,
         Command::Top { interval, count } => {
             super::status::top(&config, Duration::from_secs_f64(interval.max(0.1)), count).await
         }

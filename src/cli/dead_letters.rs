@@ -28,11 +28,17 @@ impl Letter {
 /// Lists the dead letters, oldest first: id, source, route table, where, error.
 pub async fn list(config: &Config, table: Option<&str>, limit: usize) -> Result<(), PipelineError> {
     let letters = read(config).await?;
-    let mut rows = vec![
-        ["id", "recorded at", "source", "table", "location", "error"]
-            .map(String::from)
-            .to_vec(),
-    ];
+    let mut rows = vec![[
+        "id",
+        "recorded at",
+        "source",
+        "table",
+        "location",
+        "replayed at",
+        "error",
+    ]
+    .map(String::from)
+    .to_vec()];
     let chosen: Vec<&Letter> = letters
         .iter()
         .filter(|l| table.is_none_or(|t| l.get("table_name") == t))
@@ -48,6 +54,10 @@ pub async fn list(config: &Config, table: Option<&str>, limit: usize) -> Result<
                 t => t.to_string(),
             },
             l.get("location").to_string(),
+            match l.get("replayed_at") {
+                "" => "-".to_string(),
+                t => t.to_string(),
+            },
             error,
         ]);
     }
@@ -58,6 +68,40 @@ pub async fn list(config: &Config, table: Option<&str>, limit: usize) -> Result<
         chosen.len(),
         table.map(|t| format!(" of table {t}")).unwrap_or_default()
     );
+    Ok(())
+}
+
+/// `lakefold replay`: replays, then says what became of the letters.
+pub async fn replay(config: &Config, table: Option<&str>) -> Result<(), PipelineError> {
+    let report = crate::pipeline::replay(config, table).await?;
+    let attempted = report.replayed + report.failed.len() + report.left.len();
+    println!(
+        "replayed {} of {attempted} dead letters{}",
+        report.replayed,
+        table.map(|t| format!(" of table {t}")).unwrap_or_default()
+    );
+    for (t, s) in &report.tables {
+        println!(
+            "  {t}: {} inserted, {} updated, {} deleted, {} older than the table's rows (unchanged){}",
+            s.inserts,
+            s.updates,
+            s.deletes,
+            s.stale,
+            s.instant
+                .as_deref()
+                .map(|i| format!(", commit {i}"))
+                .unwrap_or_default()
+        );
+    }
+    for (id, e) in &report.failed {
+        println!("failed again: {id}: {e}");
+    }
+    for (id, why) in &report.left {
+        println!("left as it was: {id}: {why}");
+    }
+    if report.already_replayed > 0 {
+        println!("({} replayed earlier)", report.already_replayed);
+    }
     Ok(())
 }
 

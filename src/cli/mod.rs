@@ -80,6 +80,13 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLettersAction,
     },
+    /// Re-run the dead letters not yet replayed through the current routes (after a config fix) and mark
+    /// them; refused while a daemon owns the tables.
+    Replay {
+        /// Only the letters this route's table rejected (undecodable letters are replayed without it).
+        #[arg(long)]
+        table: Option<String>,
+    },
     /// Exit 0 when the running daemon's `/healthz` answers 200 (container health checks), else 1.
     Health,
     /// `status`, refreshed in the terminal (like `vector top`).

@@ -21,7 +21,7 @@ const TABLE_COMMITS_IN_FLIGHT: usize = 4;
 const IDLE_ROUNDS_BEFORE_CHECKPOINT_COMMIT: u32 = 10;
 
 /// The dead-letter table's files: Hudi's defaults.
-const DEAD_LETTER_LAYOUT: TableLayout = TableLayout {
+pub(super) const DEAD_LETTER_LAYOUT: TableLayout = TableLayout {
     compression: Compression::Gzip,
     max_file_size: 120 << 20,
     small_file_limit: 100 << 20,
@@ -169,7 +169,7 @@ async fn commit_idle_route(
     Ok(Some(summary))
 }
 
-async fn commit_route(
+pub(super) async fn commit_route(
     route: &mut RouteState,
     cp: &Checkpoint,
 ) -> Result<CommitSummary, PipelineError> {

@@ -44,6 +44,7 @@ impl DeadLetter {
                 col("error", LogicalType::String),
                 col("raw_base64", LogicalType::String),
                 col("recorded_at", LogicalType::Timestamp(TimeUnit::Microsecond)),
+                col("replayed_at", LogicalType::Timestamp(TimeUnit::Microsecond)),
                 col(POSITION_COLUMN, LogicalType::String),
             ],
         }
@@ -53,15 +54,26 @@ impl DeadLetter {
         vec!["id".into()]
     }
 
-    /// The row to write.
-    pub fn staged(&self, recorded_at_us: i64) -> StagedRow {
-        let order = self.position.order_key();
-        let id = format!(
+    /// Its row's key: the source, the position and the route (`-` when it could not be decoded).
+    pub fn id(&self) -> String {
+        format!(
             "{}|{}|{}",
             self.source,
-            order,
+            self.position.order_key(),
             self.table.as_deref().unwrap_or("-")
-        );
+        )
+    }
+
+    /// The row to write for a new dead letter.
+    pub fn staged(&self, recorded_at_us: i64) -> StagedRow {
+        self.row(recorded_at_us, None)
+    }
+
+    /// The row, recorded at `recorded_at_us` and replayed (through the routes, successfully) at
+    /// `replayed_at_us`.
+    pub fn row(&self, recorded_at_us: i64, replayed_at_us: Option<i64>) -> StagedRow {
+        let order = self.position.order_key();
+        let id = self.id();
         let (line, topic, partition, offset) = match &self.position.stream {
             StreamPosition::Line { line, .. } => (
                 Value::Bigint(*line as i64),
@@ -99,6 +111,10 @@ impl DeadLetter {
                 value: recorded_at_us,
                 unit: TimeUnit::Microsecond,
             },
+            replayed_at_us.map_or(Value::Null, |value| Value::Timestamp {
+                value,
+                unit: TimeUnit::Microsecond,
+            }),
             Value::String(order.clone()),
         ];
         StagedRow {

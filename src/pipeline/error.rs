@@ -23,6 +23,9 @@ pub enum PipelineError {
     UnsupportedSource { name: String, kind: &'static str },
     #[error("{message}")]
     Service { message: String },
+    /// Another process holds the tables (a replay while a daemon runs, or the other way round).
+    #[error("{message}")]
+    Busy { message: String },
     #[error("unknown table `{0}` (not a route's table nor {dl})", dl = super::DEAD_LETTER_TABLE)]
     UnknownTable(String),
 }
@@ -36,6 +39,8 @@ impl PipelineError {
             PipelineError::Sink(e) => e.class() == Transient,
             PipelineError::Table(e) => e.class() == Transient,
             PipelineError::Source { error, .. } => error.class() == Transient,
+            // A daemon waits for a replay to end (a replay itself is not retried).
+            PipelineError::Busy { .. } => true,
             _ => false,
         }
     }

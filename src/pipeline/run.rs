@@ -9,6 +9,7 @@ use super::dead_letter::{DeadLetter, DEAD_LETTER_TABLE};
 use super::dispatch::{dead_letters, dispatch};
 use super::error::PipelineError;
 use super::lake::Lake;
+use super::lease::{Lease, LeaseInfo};
 use super::resume::resume_point;
 use super::sources::open_source;
 use super::state::{open_route, DeadLetterState, RouteState, RunOptions, RunSummary, SourceState};
@@ -79,6 +80,7 @@ pub(super) async fn run_pipeline(
     let Some(mut p) = open_pipeline(config, options, stop).await? else {
         return Ok(());
     };
+    let lease = take_lease(config, &p).await?;
     announce(&p);
     let mut pending = Pending {
         limits: BatchLimits {
@@ -128,7 +130,33 @@ pub(super) async fn run_pipeline(
     for s in p.sources {
         s.reader.finish(s.checkpoint).await;
     }
+    lease.release().await;
     Ok(())
+}
+
+/// This run's lease on its tables; refused (to be retried) while a `lakefold replay` holds one of them.
+async fn take_lease(config: &Config, p: &Pipeline) -> Result<Lease, PipelineError> {
+    let mut tables: Vec<String> = p.routes.iter().map(|r| r.spec.table.clone()).collect();
+    tables.push(DEAD_LETTER_TABLE.to_string());
+    let listen = config.metrics.as_ref().map(|m| m.listen.clone());
+    let lease = Lease::take(&p.lake, LeaseInfo::of_this_process("run", listen, tables)).await?;
+    let replays: Vec<String> = lease
+        .others()
+        .await?
+        .iter()
+        .filter(|h| h.info.kind == "replay")
+        .map(|h| h.info.describe())
+        .collect();
+    if !replays.is_empty() {
+        lease.release().await;
+        return Err(PipelineError::Busy {
+            message: format!(
+                "a dead-letter replay is writing these tables ({}); waiting for it to end",
+                replays.join(", ")
+            ),
+        });
+    }
+    Ok(lease)
 }
 
 /// How often sources are asked for their lag.

@@ -155,6 +155,74 @@ pub async fn open_source(
     }
 }
 
+/// Decodes a record's raw bytes again as its source did when reading it, without connecting to the
+/// source (a dead-letter replay): Debezium JSON from a file or Kafka, Avro through the Schema Registry.
+pub enum RecordDecoder {
+    Json(lakefold_debezium::JsonDecoder),
+    Avro(lakefold_debezium::SchemaRegistry),
+    /// The source's raw records cannot be decoded on their own; the reason.
+    NotReplayable(String),
+}
+
+impl RecordDecoder {
+    pub fn for_source(name: &str, source: &SourceConfig) -> Result<RecordDecoder, PipelineError> {
+        Ok(match source {
+            SourceConfig::DebeziumFile(_) => RecordDecoder::Json(Default::default()),
+            SourceConfig::DebeziumKafka(k) => match (k.format, &k.schema_registry) {
+                (ConfigKafkaFormat::Json, _) => RecordDecoder::Json(Default::default()),
+                (ConfigKafkaFormat::Avro, Some(url)) => RecordDecoder::Avro(
+                    lakefold_debezium::SchemaRegistry::new(url).map_err(|error| {
+                        PipelineError::Source {
+                            name: name.to_string(),
+                            error,
+                        }
+                    })?,
+                ),
+                (ConfigKafkaFormat::Avro, None) => RecordDecoder::NotReplayable(
+                    "an Avro source without `schema_registry` cannot decode its records".into(),
+                ),
+            },
+            SourceConfig::SqlServerCdc(_) => RecordDecoder::NotReplayable(
+                "a sqlserver-cdc dead letter holds the change row as text without its column types; \
+                 fix the route and re-read the change from the database (reset the table's checkpoint)"
+                    .into(),
+            ),
+        })
+    }
+
+    /// The record decoded; `Err` only when the registry cannot be reached (try again later).
+    pub async fn decode(
+        &mut self,
+        name: &str,
+        raw: &[u8],
+    ) -> Result<lakefold_debezium::Decoding, PipelineError> {
+        use lakefold_api::Decoded;
+        use lakefold_debezium::{confluent_schema_id, decode_confluent_avro, RegistryError};
+        let failed = |message: String| lakefold_debezium::Decoding {
+            decoded: Decoded::Failed(message),
+            lsn: None,
+        };
+        match self {
+            RecordDecoder::Json(d) => Ok(d.decode(raw)),
+            RecordDecoder::Avro(registry) => {
+                let id = match confluent_schema_id(raw) {
+                    Ok(id) => id,
+                    Err(e) => return Ok(failed(e)),
+                };
+                match registry.get(id).await {
+                    Ok(schema) => Ok(decode_confluent_avro(raw, &schema)),
+                    Err(RegistryError::Permanent(message)) => Ok(failed(message)),
+                    Err(RegistryError::Unavailable(error)) => Err(PipelineError::Source {
+                        name: name.to_string(),
+                        error,
+                    }),
+                }
+            }
+            RecordDecoder::NotReplayable(why) => Ok(failed(why.clone())),
+        }
+    }
+}
+
 /// The tiberius connection of a configured SQL Server source; the password comes from the environment.
 pub fn sqlserver_database(
     name: &str,

@@ -195,6 +195,56 @@ impl Position {
     }
 }
 
+impl Position {
+    /// The position an [`Position::order_key`] text was made from (`None` when `key` is not one). A line's
+    /// byte offset is not in the key and comes back as 0; an absent change LSN or serial comes back as
+    /// zero, which orders (and keys) the same.
+    pub fn from_order_key(key: &str) -> Option<Position> {
+        let (flag, rest) = key.split_at_checked(2)?;
+        let commit = rest.get(..22)?.parse::<Lsn>().ok()?;
+        let change = rest.get(23..45)?.parse::<Lsn>().ok()?;
+        let serial: i64 = rest.get(46..65)?.parse().ok()?;
+        if rest.get(22..23)? != ":" || rest.get(45..46)? != ":" || rest.get(65..66)? != ":" {
+            return None;
+        }
+        let lsn = match flag {
+            "1:" => Some(LsnPosition {
+                commit_lsn: commit,
+                change_lsn: Some(change),
+                event_serial_no: Some(serial),
+            }),
+            "0:" => None,
+            _ => return None,
+        };
+        let stream = rest.get(66..)?;
+        let (kind, body) = stream.split_at_checked(1)?;
+        let stream = match kind {
+            "L" => StreamPosition::Line {
+                line: body.parse().ok()?,
+                end_offset: 0,
+            },
+            "K" => {
+                let mut parts = body.splitn(3, ':');
+                StreamPosition::Kafka {
+                    partition: parts.next()?.parse().ok()?,
+                    offset: parts.next()?.parse().ok()?,
+                    topic: parts.next()?.to_string(),
+                }
+            }
+            "C" if body.is_empty() => StreamPosition::Cdc,
+            "S" => {
+                let (row, instance) = body.split_once(':')?;
+                StreamPosition::Snapshot {
+                    instance: instance.to_string(),
+                    row: row.parse().ok()?,
+                }
+            }
+            _ => return None,
+        };
+        Some(Position { lsn, stream })
+    }
+}
+
 /// `v` in decimal, zero-padded to `width` digits (every value of the field fits in `width`).
 fn push_decimal(out: &mut String, mut v: u64, width: usize) {
     let mut digits = [b'0'; 20];
@@ -290,6 +340,61 @@ mod opt_lsn_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_order_key_reads_back_as_the_position_it_was_made_from() {
+        let lsn = LsnPosition {
+            commit_lsn: Lsn(0x0000_0027_0000_0658_0003),
+            change_lsn: Some(Lsn(0x0000_0027_0000_0658_0002)),
+            event_serial_no: Some(2),
+        };
+        let cases = [
+            Position {
+                lsn: None,
+                stream: StreamPosition::Line {
+                    line: 17,
+                    end_offset: 0,
+                },
+            },
+            Position {
+                lsn: Some(lsn),
+                stream: StreamPosition::Kafka {
+                    topic: "erp.dbo.SALES:x".into(),
+                    partition: 3,
+                    offset: 1044,
+                },
+            },
+            Position {
+                lsn: Some(lsn),
+                stream: StreamPosition::Cdc,
+            },
+            Position {
+                lsn: Some(lsn),
+                stream: StreamPosition::Snapshot {
+                    instance: "dbo_SALES".into(),
+                    row: 9,
+                },
+            },
+        ];
+        for p in cases {
+            let key = p.order_key();
+            assert_eq!(Position::from_order_key(&key), Some(p.clone()), "{key}");
+        }
+        // An absent change LSN keys (and so reads back) as zero.
+        let sparse = Position {
+            lsn: Some(LsnPosition {
+                commit_lsn: Lsn(5),
+                change_lsn: None,
+                event_serial_no: None,
+            }),
+            stream: StreamPosition::Cdc,
+        };
+        let back = Position::from_order_key(&sparse.order_key()).map(|p| p.order_key());
+        assert_eq!(back, Some(sparse.order_key()));
+        for bad in ["", "x", "1:zz", &sparse.order_key().replace('C', "Q")] {
+            assert_eq!(Position::from_order_key(bad), None, "{bad}");
+        }
+    }
 
     /// The order key as it was first written, with `format!`: the fast one must equal it.
     fn order_key_reference(p: &Position) -> String {

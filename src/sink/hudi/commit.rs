@@ -245,7 +245,7 @@ impl HudiTable {
     /// bounded: slot claims but the newest [`KEEP_CLAIMS`] (a writer that planned on an older state is
     /// refused anyway: `claim_slot` re-reads the timeline), fate markers of instants that completed or left
     /// the timeline, rollback fates older than [`ROLLBACK_FATE_TTL`] (long after any writer of that instant
-    /// gave up), and clock probes of writers that died.
+    /// gave up), and clock probes and leases (`pipeline/lease.rs`) of processes that died.
     pub(super) async fn prune_leftovers(&self) -> Result<usize, HudiError> {
         let dir = claims_dir(&self.base);
         let listing = self
@@ -268,7 +268,7 @@ impl HudiTable {
                 } else if !self.timeline.instants().any(|(i, _)| *i == instant) {
                     aged.push(o);
                 }
-            } else if name.starts_with("clock-") {
+            } else if name.starts_with("clock-") || name.starts_with("lease-") {
                 aged.push(o);
             }
         }
