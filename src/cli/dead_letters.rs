@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::pipeline::{Lake, PipelineError, DEAD_LETTER_TABLE};
 use crate::sink::hudi::{HudiError, HudiTable};
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::{cast, concat_batches};
+use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use base64::Engine;
 
@@ -93,6 +93,9 @@ pub async fn replay(config: &Config, table: Option<&str>) -> Result<(), Pipeline
                 .unwrap_or_default()
         );
     }
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
     for (id, e) in &report.failed {
         println!("failed again: {id}: {e}");
     }
@@ -151,39 +154,41 @@ async fn read(config: &Config) -> Result<Vec<Letter>, PipelineError> {
     Ok(letters)
 }
 
+/// The letters of every batch, each read by column name (files written before a column was added lack
+/// it).
 fn as_letters(batches: &[RecordBatch]) -> Result<Vec<Letter>, PipelineError> {
-    let Some(first) = batches.first() else {
-        return Ok(Vec::new());
-    };
     let err = |e: arrow::error::ArrowError| {
         PipelineError::Sink(HudiError::Data {
             table: DEAD_LETTER_TABLE.into(),
             message: e.to_string(),
         })
     };
-    let all = concat_batches(&first.schema(), batches).map_err(err)?;
-    let schema = all.schema();
-    let mut columns = Vec::new();
-    for (i, f) in schema.fields().iter().enumerate() {
-        columns.push((
-            f.name().clone(),
-            cast(all.column(i), &DataType::Utf8).map_err(err)?,
-        ));
+    let mut letters = Vec::new();
+    for batch in batches {
+        let schema = batch.schema();
+        let mut columns = Vec::new();
+        for (i, f) in schema.fields().iter().enumerate() {
+            columns.push((
+                f.name().clone(),
+                cast(batch.column(i), &DataType::Utf8).map_err(err)?,
+            ));
+        }
+        letters.extend((0..batch.num_rows()).map(|row| {
+            Letter {
+                fields: columns
+                    .iter()
+                    .map(|(name, col)| {
+                        let text = col.as_string::<i32>();
+                        let v = if text.is_valid(row) {
+                            text.value(row)
+                        } else {
+                            ""
+                        };
+                        (name.clone(), v.to_string())
+                    })
+                    .collect(),
+            }
+        }));
     }
-    Ok((0..all.num_rows())
-        .map(|row| Letter {
-            fields: columns
-                .iter()
-                .map(|(name, col)| {
-                    let text = col.as_string::<i32>();
-                    let v = if text.is_valid(row) {
-                        text.value(row)
-                    } else {
-                        ""
-                    };
-                    (name.clone(), v.to_string())
-                })
-                .collect(),
-        })
-        .collect())
+    Ok(letters)
 }

@@ -70,6 +70,8 @@ pub struct Lease {
     path: Path,
     info: LeaseInfo,
     refresh: tokio::task::JoinHandle<()>,
+    /// When the lease was last written.
+    written: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl Lease {
@@ -86,13 +88,21 @@ impl Lease {
             message: format!("cannot encode the lease: {e}"),
         })?;
         put(&lake.store, &path, &body).await?;
+        let written = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
         let refresh = {
-            let (store, path) = (lake.store.clone(), path.clone());
+            let (store, path, written) = (lake.store.clone(), path.clone(), written.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(LEASE_REFRESH).await;
-                    if let Err(e) = put(&store, &path, &body).await {
-                        tracing::debug!(error = %e, "lease refresh failed; retried in {LEASE_REFRESH:?}");
+                    match put(&store, &path, &body).await {
+                        Ok(()) => {
+                            if let Ok(mut w) = written.lock() {
+                                *w = std::time::Instant::now();
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lease refresh failed; retried in {LEASE_REFRESH:?}")
+                        }
                     }
                 }
             })
@@ -103,6 +113,7 @@ impl Lease {
             path,
             info,
             refresh,
+            written,
         })
     }
 
@@ -150,6 +161,15 @@ impl Lease {
             }
         }
         Ok(holders)
+    }
+
+    /// True while others still see the lease as live, with a margin: written less than half of
+    /// [`LEASE_STALE`] ago.
+    pub fn is_fresh(&self) -> bool {
+        self.written
+            .lock()
+            .map(|w| w.elapsed() < LEASE_STALE / 2)
+            .unwrap_or(false)
     }
 
     /// Stops refreshing and deletes the lease.

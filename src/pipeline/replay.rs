@@ -20,13 +20,13 @@ use super::lease::{Lease, LeaseInfo};
 use super::sources::RecordDecoder;
 use super::state::{open_route, DeadLetterState, RouteState};
 use super::tables::open_route_table;
-use crate::config::Config;
+use crate::config::{Config, OnDelete};
 use crate::fold::{project, Projected};
 use crate::schema::POSITION_COLUMN;
 use crate::sink::hudi::{HudiError, HudiTable};
 use crate::sink::{CommitSummary, TableSink};
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::{cast, concat_batches};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use base64::Engine;
 use bytes::Bytes;
@@ -47,6 +47,8 @@ pub struct ReplayReport {
     pub already_replayed: usize,
     /// Per route table: its commit.
     pub tables: BTreeMap<String, CommitSummary>,
+    /// What the operator should check.
+    pub warnings: Vec<String>,
 }
 
 /// One stored dead letter.
@@ -86,7 +88,7 @@ pub async fn replay(config: &Config, table: Option<&str>) -> Result<ReplayReport
     tables.push(DEAD_LETTER_TABLE.into());
     let lease = Lease::take(&lake, LeaseInfo::of_this_process("replay", None, tables)).await?;
     let result = match holders(&lease).await {
-        Ok(()) => replay_leased(config, &lake, table).await,
+        Ok(()) => replay_leased(config, &lake, &lease, table).await,
         Err(e) => Err(e),
     };
     lease.release().await;
@@ -131,6 +133,7 @@ async fn refuse_if_a_daemon_answers(config: &Config) -> Result<(), PipelineError
 async fn replay_leased(
     config: &Config,
     lake: &Lake,
+    lease: &Lease,
     table: Option<&str>,
 ) -> Result<ReplayReport, PipelineError> {
     let mut dl = open_route_table(lake, DEAD_LETTER_TABLE, &DeadLetter::key_fields(), &[]).await?;
@@ -153,11 +156,24 @@ async fn replay_leased(
         let outcome = replay_one(config, &s.letter, &mut routes, &mut decoders).await?;
         outcomes.push((s, outcome));
     }
+    if !lease.is_fresh() {
+        return Err(PipelineError::Busy {
+            message: "the replay's lease could not be kept fresh (object store trouble); nothing was committed: replay again".into(),
+        });
+    }
     for route in routes.iter_mut().filter(|r| !r.fold.is_empty()) {
         let Some(cp) = route.checkpoint.clone() else {
             continue;
         };
         let summary = commit_route(route, &cp).await?;
+        if route.spec.on_delete == OnDelete::Delete && summary.inserts > 0 {
+            // A hard delete leaves no trace: a key deleted after its letter cannot be told from one
+            // that never reached the table.
+            report.warnings.push(format!(
+                "{}: {} replayed keys were not in the table; any of them deleted at the source after its dead letter is back (on_delete = \"delete\" keeps no trace of deletes; \"soft\" does)",
+                route.spec.table, summary.inserts
+            ));
+        }
         report.tables.insert(route.spec.table.clone(), summary);
     }
     sync_catalog(&open_catalog(config).await, lake, &mut routes).await;
@@ -195,10 +211,16 @@ async fn replay_one(
     if let RecordDecoder::NotReplayable(why) = decoder {
         return Ok(Outcome::Left(why.clone()));
     }
-    let event = match decoder.decode(&letter.source, &letter.raw).await?.decoded {
+    let decoding = decoder.decode(&letter.source, &letter.raw).await?;
+    let event = match decoding.decoded {
         Decoded::Event(e) => e,
         Decoded::Skipped(_) => return Ok(Outcome::Replayed),
         Decoded::Failed(e) => return Ok(Outcome::Failed(e)),
+    };
+    // A letter that could not be decoded was stored without the LSN its decoding now gives.
+    let position = Position {
+        lsn: letter.position.lsn.or(decoding.lsn),
+        stream: letter.position.stream.clone(),
     };
     let targets: Vec<usize> = routes
         .iter()
@@ -213,14 +235,20 @@ async fn replay_one(
             None => format!("no route reads `{}` any more", letter.source),
         }));
     }
+    if let Some(r) = targets
+        .iter()
+        .map(|&i| &routes[i])
+        .find(|r| r.checkpoint.is_none())
+    {
+        return Ok(Outcome::Left(format!(
+            "`{}` has no commit yet: run lakefold first",
+            r.spec.table
+        )));
+    }
+    // Into every target or none: a letter is marked only when all of its routes took it.
+    let mut entries = Vec::new();
     for i in targets {
         let route = &mut routes[i];
-        if route.checkpoint.is_none() {
-            return Ok(Outcome::Left(format!(
-                "`{}` has no commit yet: run lakefold first",
-                route.spec.table
-            )));
-        }
         if event
             .table
             .as_ref()
@@ -228,11 +256,14 @@ async fn replay_one(
         {
             continue;
         }
-        match project(&mut route.spec, &event, &letter.position) {
-            Ok(Projected::Entry(entry)) => route.fold.add(entry),
+        match project(&mut route.spec, &event, &position) {
+            Ok(Projected::Entry(entry)) => entries.push((i, entry)),
             Ok(Projected::Ignored) => {}
             Err(e) => return Ok(Outcome::Failed(e)),
         }
+    }
+    for (i, entry) in entries {
+        routes[i].fold.add(entry);
     }
     Ok(Outcome::Replayed)
 }
@@ -284,55 +315,48 @@ async fn mark(
     Ok(())
 }
 
-/// The stored letters, as they were written.
+/// The stored letters, as they were written. Files written before a column was added lack it (each
+/// batch is read by column name).
 fn read_letters(batches: &[RecordBatch]) -> Result<Vec<Stored>, PipelineError> {
-    let Some(first) = batches.first() else {
-        return Ok(Vec::new());
-    };
+    let mut out = Vec::new();
+    for batch in batches {
+        letters_of(batch, &mut out)?;
+    }
+    out.sort_by(|a, b| a.letter.position.cmp(&b.letter.position));
+    Ok(out)
+}
+
+fn letters_of(batch: &RecordBatch, out: &mut Vec<Stored>) -> Result<(), PipelineError> {
     let err = |message: String| {
         PipelineError::Sink(HudiError::Data {
             table: DEAD_LETTER_TABLE.into(),
             message,
         })
     };
-    let all = concat_batches(&first.schema(), batches).map_err(|e| err(e.to_string()))?;
-    let text = |name: &str| -> Result<Option<Vec<Option<String>>>, PipelineError> {
-        let Some(col) = all.column_by_name(name) else {
-            return Ok(None);
+    let text = |name: &str| -> Result<Vec<Option<String>>, PipelineError> {
+        let Some(col) = batch.column_by_name(name) else {
+            return Ok(vec![None; batch.num_rows()]);
         };
         let col = cast(col, &DataType::Utf8).map_err(|e| err(e.to_string()))?;
         let s = col.as_string::<i32>();
-        Ok(Some(
-            (0..s.len())
-                .map(|i| s.is_valid(i).then(|| s.value(i).to_string()))
-                .collect(),
-        ))
+        Ok((0..s.len())
+            .map(|i| s.is_valid(i).then(|| s.value(i).to_string()))
+            .collect())
     };
-    let micros = |name: &str| -> Result<Option<Vec<Option<i64>>>, PipelineError> {
-        let Some(col) = all.column_by_name(name) else {
-            return Ok(None);
+    let micros = |name: &str| -> Result<Vec<Option<i64>>, PipelineError> {
+        let Some(col) = batch.column_by_name(name) else {
+            return Ok(vec![None; batch.num_rows()]);
         };
         let col = cast(col, &DataType::Int64).map_err(|e| err(e.to_string()))?;
         let v = col.as_primitive::<Int64Type>();
-        Ok(Some(
-            (0..v.len())
-                .map(|i| v.is_valid(i).then(|| v.value(i)))
-                .collect(),
-        ))
+        Ok((0..v.len())
+            .map(|i| v.is_valid(i).then(|| v.value(i)))
+            .collect())
     };
-    let need = |name: &str, col: Option<Vec<Option<String>>>| {
-        col.ok_or_else(|| err(format!("the dead-letter table has no `{name}` column")))
-    };
-    let source = need("source", text("source")?)?;
-    let table = need("table_name", text("table_name")?)?;
-    let location = need("location", text("location")?)?;
-    let error = need("error", text("error")?)?;
-    let raw = need("raw_base64", text("raw_base64")?)?;
-    let position = need(POSITION_COLUMN, text(POSITION_COLUMN)?)?;
-    let recorded = micros("recorded_at")?.unwrap_or_default();
-    let replayed = micros("replayed_at")?.unwrap_or_default();
-    let mut out = Vec::with_capacity(all.num_rows());
-    for i in 0..all.num_rows() {
+    let (source, table, location) = (text("source")?, text("table_name")?, text("location")?);
+    let (error, raw, position) = (text("error")?, text("raw_base64")?, text(POSITION_COLUMN)?);
+    let (recorded, replayed) = (micros("recorded_at")?, micros("replayed_at")?);
+    for i in 0..batch.num_rows() {
         let key = position[i].clone().unwrap_or_default();
         let Some(pos) = Position::from_order_key(&key) else {
             return Err(err(format!(
@@ -351,10 +375,9 @@ fn read_letters(batches: &[RecordBatch]) -> Result<Vec<Stored>, PipelineError> {
                 raw: Bytes::from(raw_bytes),
                 error: error[i].clone().unwrap_or_default(),
             },
-            recorded_at_us: recorded.get(i).copied().flatten().unwrap_or_default(),
-            replayed: replayed.get(i).copied().flatten().is_some(),
+            recorded_at_us: recorded[i].unwrap_or_default(),
+            replayed: replayed[i].is_some(),
         });
     }
-    out.sort_by(|a, b| a.letter.position.cmp(&b.letter.position));
-    Ok(out)
+    Ok(())
 }

@@ -77,10 +77,23 @@ pub(super) async fn run_pipeline(
     summary: &mut RunSummary,
     committed: &mut bool,
 ) -> Result<(), PipelineError> {
+    // Before any table is opened (opening rolls back writes that never completed).
+    let lease = take_lease(config).await?;
+    let result = run_leased(config, options, stop, summary, committed).await;
+    lease.release().await;
+    result
+}
+
+async fn run_leased(
+    config: &Config,
+    options: RunOptions,
+    stop: &AtomicBool,
+    summary: &mut RunSummary,
+    committed: &mut bool,
+) -> Result<(), PipelineError> {
     let Some(mut p) = open_pipeline(config, options, stop).await? else {
         return Ok(());
     };
-    let lease = take_lease(config, &p).await?;
     announce(&p);
     let mut pending = Pending {
         limits: BatchLimits {
@@ -130,16 +143,16 @@ pub(super) async fn run_pipeline(
     for s in p.sources {
         s.reader.finish(s.checkpoint).await;
     }
-    lease.release().await;
     Ok(())
 }
 
 /// This run's lease on its tables; refused (to be retried) while a `lakefold replay` holds one of them.
-async fn take_lease(config: &Config, p: &Pipeline) -> Result<Lease, PipelineError> {
-    let mut tables: Vec<String> = p.routes.iter().map(|r| r.spec.table.clone()).collect();
+async fn take_lease(config: &Config) -> Result<Lease, PipelineError> {
+    let mut tables: Vec<String> = config.routes.iter().map(|r| r.table.clone()).collect();
     tables.push(DEAD_LETTER_TABLE.to_string());
     let listen = config.metrics.as_ref().map(|m| m.listen.clone());
-    let lease = Lease::take(&p.lake, LeaseInfo::of_this_process("run", listen, tables)).await?;
+    let lake = Lake::open(config).await?;
+    let lease = Lease::take(&lake, LeaseInfo::of_this_process("run", listen, tables)).await?;
     let replays: Vec<String> = lease
         .others()
         .await?

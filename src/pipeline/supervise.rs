@@ -39,6 +39,15 @@ pub async fn run(
             Err(e) if e.is_transient() && !stop.load(Ordering::SeqCst) => e,
             Err(e) => return Err(e),
         };
+        if let PipelineError::Busy { message } = &error {
+            // Not an outage: a replay holds the tables for as long as it takes.
+            tracing::info!(%message, "waiting");
+            tokio::select! {
+                _ = tokio::time::sleep(MAX_DELAY.min(FIRST_DELAY * 2)) => {}
+                _ = until_stopped(&stop) => return Ok(summary),
+            }
+            continue;
+        }
         let since = *outage.get_or_insert_with(Instant::now);
         let deadline = config.commit.retry_deadline.0;
         if since.elapsed() >= deadline {
