@@ -6,22 +6,22 @@
 
 use crate::connect::infer;
 use crate::decoder::{Layouts, RowLayout};
-use crate::envelope::{envelope_event, Decoding};
-use lakefold_api::{Field, Row};
+use crate::envelope::{envelope_event, Decoding, SourceInfo};
+use lakefold_api::{Field, Lsn, LsnPosition, Row, TableId};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use std::sync::{Arc, RwLock};
 
 /// A JSON object's entries in order, values unparsed. Keys must be plain (no escapes).
 pub(crate) struct RawObject<'a>(pub Vec<(&'a str, &'a RawValue)>);
 
-impl<'de> Deserialize<'de> for RawObject<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawObject<'de>;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawObject<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
@@ -33,21 +33,102 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
                 Ok(RawObject(out))
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
-/// The envelope's fields lakefold reads; others (`ts_ms`, `transaction`) are skipped unparsed.
+/// The envelope's fields lakefold reads, in one pass; others (`ts_ms`, `transaction`) are skipped
+/// unparsed. `after` is split into its entries on the way; `before` stays unparsed until a delete needs it.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow)]
     op: Option<&'a RawValue>,
     #[serde(borrow)]
-    source: Option<&'a RawValue>,
+    source: Option<Source<'a>>,
     #[serde(borrow)]
     before: Option<&'a RawValue>,
     #[serde(borrow)]
-    after: Option<&'a RawValue>,
+    after: Option<RawObject<'a>>,
+}
+
+/// The `source` fields an event needs; the others are skipped unparsed.
+#[derive(Deserialize)]
+struct Source<'a> {
+    #[serde(borrow)]
+    ts_ms: Option<&'a RawValue>,
+    #[serde(borrow)]
+    commit_lsn: Option<&'a RawValue>,
+    #[serde(borrow)]
+    change_lsn: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event_serial_no: Option<&'a RawValue>,
+    #[serde(borrow)]
+    schema: Option<&'a RawValue>,
+    #[serde(borrow)]
+    table: Option<&'a RawValue>,
+}
+
+impl Source<'_> {
+    /// What the tree decoder reads from `source`, for the plain forms only (strings without escapes,
+    /// integers); `None` for anything else, which the tree decoder then reads (and reports).
+    fn info(&self) -> Option<SourceInfo> {
+        let lsn = match lsn_text(self.commit_lsn)? {
+            None => None,
+            Some(commit_lsn) => Some(LsnPosition {
+                commit_lsn,
+                change_lsn: lsn_text(self.change_lsn)?,
+                event_serial_no: match self.event_serial_no {
+                    None => None,
+                    Some(raw) => Some(integer_text(raw)?),
+                },
+            }),
+        };
+        let name = |raw: Option<&RawValue>| -> Option<Option<String>> {
+            match raw {
+                None => Some(None),
+                // `as_str` of a number or a boolean: no name.
+                Some(r) if !r.get().starts_with('"') => Some(None),
+                Some(r) => plain_str(r).map(|s| Some(s.to_string())),
+            }
+        };
+        let table = match name(self.table)? {
+            Some(table) => Some(TableId {
+                schema: name(self.schema)?,
+                table,
+            }),
+            None => None,
+        };
+        Some(SourceInfo {
+            lsn: Ok(lsn),
+            table,
+            ts_ms: self.ts_ms.and_then(|t| t.get().parse::<i64>().ok()),
+        })
+    }
+}
+
+/// A JSON string without escapes, as its text.
+fn plain_str(raw: &RawValue) -> Option<&str> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+/// An LSN written as a plain string; `Some(None)` when absent.
+fn lsn_text(raw: Option<&RawValue>) -> Option<Option<Lsn>> {
+    match raw {
+        None => Some(None),
+        Some(r) => plain_str(r)?.parse().ok().map(Some),
+    }
+}
+
+/// An integer written as digits.
+fn integer_text(raw: &RawValue) -> Option<i64> {
+    let text = raw.get();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// Row layouts of schemaless images seen so far (the same columns come again and again).
@@ -146,54 +227,27 @@ pub(crate) fn decode_envelope_borrowed(
     if env.before.is_none() && env.after.is_none() {
         return None;
     }
-    let (source, source_ts_ms) = match env.source {
-        Some(raw) if starts_object(raw) => {
-            let (fields, ts) = source_fields(raw)?;
-            (Some(fields), ts)
-        }
-        _ => (None, None),
+    let source = match &env.source {
+        Some(s) => Some(s.info()?),
+        None => None,
     };
-    let before = image(
-        env.before,
-        schema.and_then(|s| s.image("before")),
-        fields,
-        "before",
-    )?;
-    let after = image(
-        env.after,
-        schema.and_then(|s| s.image("after")),
-        fields,
-        "after",
-    )?;
-    Some(envelope_event(
-        Some(&op),
-        source.as_ref(),
-        source_ts_ms,
-        || before,
-        || after,
-    ))
-}
-
-/// The `source` fields the event needs (LSNs, schema, table) as a small map for `lsn_from_source`, and
-/// its commit time (`ts_ms`, read straight from its text).
-fn source_fields(raw: &RawValue) -> Option<(Map<String, Json>, Option<i64>)> {
-    let obj: RawObject = serde_json::from_str(raw.get()).ok()?;
-    let mut out = Map::new();
-    let mut ts_ms = None;
-    for (k, v) in obj.0 {
-        if k == "ts_ms" {
-            ts_ms = v.get().parse::<i64>().ok();
-        } else if matches!(
-            k,
-            "commit_lsn" | "change_lsn" | "event_serial_no" | "schema" | "table"
-        ) {
-            if out.contains_key(k) {
-                return None;
-            }
-            out.insert(k.to_string(), parse(v)?);
-        }
-    }
-    Some((out, ts_ms))
+    // Read only for a delete (as `envelope_event` asks), and first: it may send us to the tree decoder.
+    let before = match op.as_str() {
+        Some("d") => image(
+            env.before,
+            schema.and_then(|s| s.image("before")),
+            fields,
+            "before",
+        )?,
+        _ => Ok(None),
+    };
+    let after = match &env.after {
+        None => Ok(None),
+        Some(row) => row_of(row, schema.and_then(|s| s.image("after")), fields)?
+            .map(Some)
+            .map_err(|e| format!("`after`.{e}")),
+    };
+    Some(envelope_event(Some(&op), source, || before, || after))
 }
 
 /// One image: absent or null → no row; an object → its row; anything else → the tree decoder.
@@ -213,8 +267,18 @@ fn image(
         return None;
     }
     let row: RawObject = serde_json::from_str(raw.get()).ok()?;
-    let decoded = match layout {
-        Some(l) => typed_row(&row, l)?,
+    let decoded = row_of(&row, layout, fields)?;
+    Some(decoded.map(Some).map_err(|e| format!("`{name}`.{e}")))
+}
+
+/// A row's values, by its schema layout or inferred from the JSON; `None` for the tree decoder.
+fn row_of(
+    row: &RawObject,
+    layout: Option<&RowLayout>,
+    fields: &FieldCache,
+) -> Option<Result<Row, String>> {
+    match layout {
+        Some(l) => typed_row(row, l),
         None => {
             let keys: Vec<&str> = row.0.iter().map(|(k, _)| *k).collect();
             let fields = fields.fields(&keys)?;
@@ -223,10 +287,9 @@ fn image(
                 .iter()
                 .map(|(_, v)| infer_raw(v))
                 .collect::<Option<Vec<_>>>()?;
-            Ok(Row { fields, values })
+            Some(Ok(Row { fields, values }))
         }
-    };
-    Some(decoded.map(Some).map_err(|e| format!("`{name}`.{e}")))
+    }
 }
 
 /// A row by its schema layout: values by field name (the tree decoder reads them the same way).

@@ -183,6 +183,20 @@ mod cached_decoder_tests {
             r#"{"op":"t","source":{"table":"T"},"before":null}"#,
             r#"{"before":null,"after":{"id":1}}"#,
             r#"{"id":1,"name":"flat"}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"table":"T\u0041","schema":"dbo"}}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"table":7,"schema":"dbo","ts_ms":1.5}}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"table":"T","schema":null,"ts_ms":1700000000000}}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":"00000027:00000758:0001","event_serial_no":"2"}}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":null,"change_lsn":"zz"}}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":"00000027:00000758:0001","change_lsn":7}}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":"00000027:00000758:0001","event_serial_no":99999999999999999999}}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"table":"T","table":"U"}}"#,
+            r#"{"op":"c","after":{"id":1},"source":null}"#,
+            r#"{"op":"u","before":"not a row","after":{"id":2}}"#,
+            r#"{"op":"u","before":{"id":1,"id":1},"after":{"id":2}}"#,
+            r#"{"op":"d","before":{"i\u0064":1},"after":null}"#,
+            r#"{"op":"d","before":"not a row"}"#,
+            r#"{"op":"r","after":null}"#,
         ];
         lines.extend(edge.iter().map(|s| s.to_string()));
         for line in &lines {

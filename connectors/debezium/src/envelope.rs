@@ -119,21 +119,45 @@ fn decode_envelope(payload: Map<String, Json>, schema: Option<&Layouts>) -> Deco
             )),
         }
     };
-    let source = payload.get("source").and_then(Json::as_object);
+    let source = payload
+        .get("source")
+        .and_then(Json::as_object)
+        .map(SourceInfo::of_map);
     envelope_event(
         payload.get("op"),
         source,
-        source.and_then(|s| s.get("ts_ms")).and_then(Json::as_i64),
         || image("before"),
         || image("after"),
     )
 }
 
+/// What an envelope's `source` says about the event: its LSNs (or why they are unreadable), its table
+/// and its commit time.
+pub(crate) struct SourceInfo {
+    pub lsn: Result<Option<LsnPosition>, String>,
+    pub table: Option<TableId>,
+    pub ts_ms: Option<i64>,
+}
+
+impl SourceInfo {
+    fn of_map(s: &Map<String, Json>) -> SourceInfo {
+        SourceInfo {
+            lsn: lsn_from_source(s),
+            table: s.get("table").and_then(Json::as_str).map(|table| TableId {
+                schema: s.get("schema").and_then(Json::as_str).map(str::to_string),
+                table: table.to_string(),
+            }),
+            ts_ms: s.get("ts_ms").and_then(Json::as_i64),
+        }
+    }
+}
+
 /// An envelope's event from its parts, checked in this order: the op, the source's LSNs, the images.
+/// The `before` image is read for deletes only: a create, update or snapshot read folds its `after`
+/// image, so a `before` it carries is neither decoded nor checked.
 pub(crate) fn envelope_event(
     op: Option<&Json>,
-    source: Option<&Map<String, Json>>,
-    source_ts_ms: Option<i64>,
+    source: Option<SourceInfo>,
     before: impl FnOnce() -> Result<Option<Row>, String>,
     after: impl FnOnce() -> Result<Option<Row>, String>,
 ) -> Decoding {
@@ -154,20 +178,21 @@ pub(crate) fn envelope_event(
         }
         None => return Decoding::failed("missing `op`"),
     };
-    let lsn = match source.map(lsn_from_source).transpose() {
-        Ok(lsn) => lsn.flatten(),
-        Err(e) => return Decoding::failed(e),
+    let (lsn, table, source_ts_ms) = match source {
+        Some(SourceInfo { lsn: Err(e), .. }) => return Decoding::failed(e),
+        Some(SourceInfo {
+            lsn: Ok(lsn),
+            table,
+            ts_ms,
+        }) => (lsn, table, ts_ms),
+        None => (None, None, None),
     };
-    let table = source.and_then(|s| {
-        let table = s.get("table").and_then(Json::as_str)?;
-        Some(TableId {
-            schema: s.get("schema").and_then(Json::as_str).map(str::to_string),
-            table: table.to_string(),
-        })
-    });
-    let before = match before() {
-        Ok(r) => r,
-        Err(e) => return Decoding::failed(e),
+    let before = match op {
+        Op::Delete => match before() {
+            Ok(r) => r,
+            Err(e) => return Decoding::failed(e),
+        },
+        _ => None,
     };
     let after = match after() {
         Ok(r) => r,
