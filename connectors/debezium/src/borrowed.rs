@@ -121,11 +121,11 @@ fn lsn_text(raw: Option<&RawValue>) -> Option<Option<Lsn>> {
     }
 }
 
-/// An integer written as digits.
+/// An integer written as digits (serde_json reads `-0` as a float: not one).
 fn integer_text(raw: &RawValue) -> Option<i64> {
     let text = raw.get();
     let digits = text.strip_prefix('-').unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || text == "-0" {
         return None;
     }
     text.parse().ok()

@@ -197,6 +197,7 @@ mod cached_decoder_tests {
             r#"{"op":"d","before":{"i\u0064":1},"after":null}"#,
             r#"{"op":"d","before":"not a row"}"#,
             r#"{"op":"r","after":null}"#,
+            r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":"00000027:00000758:0001","event_serial_no":-0}}"#,
         ];
         lines.extend(edge.iter().map(|s| s.to_string()));
         for line in &lines {
@@ -229,6 +230,30 @@ mod cached_decoder_tests {
             assert_eq!(decoder.decode(m.as_bytes()), decode_json(m.as_bytes()));
         }
         assert_ne!(decoder.decode(a.as_bytes()), decoder.decode(b.as_bytes()));
+        // Values read straight from their text, and those that are not, decode as the tree decoder does.
+        for (ty, v) in [
+            ("int32", "2147483647"),
+            ("int32", "2147483648"),
+            ("int32", "-0"),
+            ("int32", "1.0"),
+            ("int32", "\"7\""),
+            ("int32", "null"),
+            ("int64", "-9223372036854775808"),
+            ("int64", "9223372036854775808"),
+            ("int64", "true"),
+            ("boolean", "true"),
+            ("boolean", "1"),
+            ("string", "\"caf\\u00e9\""),
+            ("string", "7"),
+            ("string", "null"),
+        ] {
+            let m = msg(ty, v);
+            assert_eq!(
+                decoder.decode(m.as_bytes()),
+                decode_json(m.as_bytes()),
+                "{m}"
+            );
+        }
         for bad in [
             &b"{\"schema\":{},\"payload\":[1]}"[..],
             b"{\"schema\":",
