@@ -24,6 +24,17 @@ def lakefold(*args, cwd=None, check=True, timeout=300):
     return proc
 
 
+def wait_for(what, check, timeout):
+    """Polls `check` until it is true; fails after `timeout` seconds naming `what`."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError("timed out after %ds waiting for %s" % (timeout, what))
+
+
 def route_toml(table, key, columns, on_delete, source="events", extra=""):
     return '''
 [[route]]

@@ -8,20 +8,12 @@ import time
 import urllib.parse
 
 from aws_fixtures import moto  # noqa: F401  (fixture)
-from conftest import BIN, as_table, gen, write_events
+from conftest import BIN, as_table, gen, wait_for, write_events
 from faults import ResettingProxy
 from servers import free_port
 from test_s3 import s3_config
 from test_service import get, scrape
 
-
-def wait_for(what, check, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError("timed out after %ds waiting for %s" % (timeout, what))
 
 
 def test_s3_unreachable_for_60_seconds_is_ridden_out_and_the_tables_equal_the_fold(tmp, moto):

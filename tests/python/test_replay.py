@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, assert_tables_match, gen, lakefold, read_hudi, route_toml, write_config, write_events
+from conftest import BIN, assert_tables_match, gen, lakefold, read_hudi, route_toml, wait_for, write_config, write_events
 from servers import free_port
 
 DEAD = "_lakefold_dead_letters"
@@ -91,15 +91,6 @@ def test_a_fixed_route_takes_its_dead_letters_on_replay_exactly_once(tmp):
     assert unknown.returncode == 1 and "unknown table `nope`" in unknown.stderr
 
 
-def wait_for(predicate, seconds, what):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def test_replay_is_refused_while_a_daemon_owns_the_tables_and_allowed_once_its_lease_is_stale(tmp):
     events = gen.generate(200, seed=48)
     path = tmp / "events.jsonl"
@@ -114,7 +105,7 @@ def test_replay_is_refused_while_a_daemon_owns_the_tables_and_allowed_once_its_l
     log = open(tmp / "daemon.log", "w")
     daemon = subprocess.Popen([BIN, "--config", str(cfg), "run"], stdout=log, stderr=log)
     try:
-        wait_for(lambda: (tmp / "lake" / "sales" / ".hoodie").exists() and commits(tmp / "lake" / "sales"), 60, "a first commit")
+        wait_for("a first commit", lambda: (tmp / "lake" / "sales" / ".hoodie").exists() and commits(tmp / "lake" / "sales"), 60)
         busy = lakefold("--config", cfg, "replay", check=False)
         assert busy.returncode == 1 and "refusing to replay" in busy.stderr and "127.0.0.1:%d" % port in busy.stderr, busy.stderr
         # The same lake under a config without [metrics]: the daemon's lease names it.
@@ -162,7 +153,7 @@ def test_a_daemon_waits_while_a_replay_holds_the_tables_then_runs(tmp):
     log = open(tmp / "run.log", "w")
     run = subprocess.Popen([BIN, "--config", str(cfg), "run", "--once"], stdout=log, stderr=log)
     try:
-        wait_for(lambda: refresh() and "waiting for it to end" in (tmp / "run.log").read_text(), 60, "the daemon to wait")
+        wait_for("the daemon to wait", lambda: refresh() and "waiting for it to end" in (tmp / "run.log").read_text(), 60)
         for _ in range(10):
             refresh()
             time.sleep(0.3)
