@@ -10,6 +10,7 @@
 mod checkpoint;
 mod error;
 mod event;
+mod order_key;
 mod position;
 mod source;
 mod text;
