@@ -326,6 +326,22 @@ fn read_letters(batches: &[RecordBatch]) -> Result<Vec<Stored>, PipelineError> {
     Ok(out)
 }
 
+/// Column `name` cast to `ty`, row by row (all null when the batch's file predates the column).
+fn column<T>(
+    batch: &RecordBatch,
+    name: &str,
+    ty: &DataType,
+    at: impl Fn(&dyn Array, usize) -> T,
+) -> Result<Vec<Option<T>>, arrow::error::ArrowError> {
+    let Some(col) = batch.column_by_name(name) else {
+        return Ok((0..batch.num_rows()).map(|_| None).collect());
+    };
+    let col = cast(col, ty)?;
+    Ok((0..col.len())
+        .map(|i| col.is_valid(i).then(|| at(col.as_ref(), i)))
+        .collect())
+}
+
 fn letters_of(batch: &RecordBatch, out: &mut Vec<Stored>) -> Result<(), PipelineError> {
     let err = |message: String| {
         PipelineError::Sink(HudiError::Data {
@@ -333,25 +349,17 @@ fn letters_of(batch: &RecordBatch, out: &mut Vec<Stored>) -> Result<(), Pipeline
             message,
         })
     };
-    let text = |name: &str| -> Result<Vec<Option<String>>, PipelineError> {
-        let Some(col) = batch.column_by_name(name) else {
-            return Ok(vec![None; batch.num_rows()]);
-        };
-        let col = cast(col, &DataType::Utf8).map_err(|e| err(e.to_string()))?;
-        let s = col.as_string::<i32>();
-        Ok((0..s.len())
-            .map(|i| s.is_valid(i).then(|| s.value(i).to_string()))
-            .collect())
+    let text = |name: &str| {
+        column(batch, name, &DataType::Utf8, |a, i| {
+            a.as_string::<i32>().value(i).to_string()
+        })
+        .map_err(|e| err(e.to_string()))
     };
-    let micros = |name: &str| -> Result<Vec<Option<i64>>, PipelineError> {
-        let Some(col) = batch.column_by_name(name) else {
-            return Ok(vec![None; batch.num_rows()]);
-        };
-        let col = cast(col, &DataType::Int64).map_err(|e| err(e.to_string()))?;
-        let v = col.as_primitive::<Int64Type>();
-        Ok((0..v.len())
-            .map(|i| v.is_valid(i).then(|| v.value(i)))
-            .collect())
+    let micros = |name: &str| {
+        column(batch, name, &DataType::Int64, |a, i| {
+            a.as_primitive::<Int64Type>().value(i)
+        })
+        .map_err(|e| err(e.to_string()))
     };
     let (source, table, location) = (text("source")?, text("table_name")?, text("location")?);
     let (error, raw, position) = (text("error")?, text("raw_base64")?, text(POSITION_COLUMN)?);
