@@ -3,6 +3,7 @@ change history lakefold-mssql-fixture serves to tiberius and once as the Debeziu
 Debezium's SqlServerValueConverters writes it under its defaults), both into Hudi tables in one run, read
 back with hudi-rs and compared column by column: types and values. Also a schema change through a second
 capture instance: the new column reaches the Hudi table and the Glue table."""
+import re
 import base64
 import datetime
 import json
@@ -125,8 +126,9 @@ def read_with_schema(path):
     table = pa.Table.from_batches(HudiTableBuilder.from_base_uri(str(path)).build().read())
     data = [f for f in table.schema if not f.name.startswith("_")]
     rows = sorted(table.select([f.name for f in data]).to_pylist(), key=lambda r: r["Id"])
-    # `<lsn triple>:<stream>`: the stream part says where the record came from (a line, the CDC tables).
-    by_id = {r["Id"]: p.rsplit(":", 1)[0] for r, p in zip(table.select(["Id"]).to_pylist(),
+    # `2 1 <lsn triple><stream>`: the stream part (from its upper-case kind letter on) says where the record
+    # came from (a line, the CDC tables); the numbers before it are lower-case length letters and hex digits.
+    by_id = {r["Id"]: re.match(r"[^A-Z]*", p).group(0) for r, p in zip(table.select(["Id"]).to_pylist(),
                                                           table.column("_lakefold_position").to_pylist())}
     return {f.name: f.type for f in data}, rows, [by_id[r["Id"]] for r in rows]
 

@@ -11,6 +11,7 @@ mod checkpoint;
 mod error;
 mod event;
 mod order_key;
+pub use order_key::compare_order_keys;
 mod position;
 mod source;
 mod text;

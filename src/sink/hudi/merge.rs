@@ -14,6 +14,7 @@ use arrow::array::{
 use arrow::compute::{cast, interleave_record_batch};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
+use lakefold_api::compare_order_keys;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
@@ -81,6 +82,34 @@ struct KeyStats {
 }
 
 impl KeyStats {
+    fn empty() -> Self {
+        KeyStats {
+            min: None,
+            max: None,
+            bloom: DynamicBloomFilter::with_defaults(),
+        }
+    }
+
+    /// The key range and dynamic bloom filter of a file's footer (`None` if any is missing or of
+    /// another kind): with the appended keys added, it holds the same keys as a filter built afresh.
+    fn from_footer(meta: &parquet::file::metadata::FileMetaData) -> Option<Self> {
+        let kvs = meta.key_value_metadata()?;
+        let get = |key: &str| {
+            kvs.iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| kv.value.as_deref())
+        };
+        if get(BLOOM_TYPE_CODE_KEY)? != DYNAMIC_V0 {
+            return None;
+        }
+        let bloom = DynamicBloomFilter::deserialize(get(BLOOM_FILTER_KEY)?).ok()?;
+        Some(KeyStats {
+            min: Some(get(MIN_KEY)?.to_string()),
+            max: Some(get(MAX_KEY)?.to_string()),
+            bloom,
+        })
+    }
+
     fn add(&mut self, key: &str) {
         if self.min.as_deref().is_none_or(|m| key < m) {
             self.min = Some(key.to_string());
@@ -117,23 +146,29 @@ impl Merge {
             ParallelWriter::new(self.file_schema.clone(), writer_options, self.threads)
                 .map_err(self.parquet(&self.path))?;
         let mut out = Merged::default();
-        let mut stats = KeyStats {
-            min: None,
-            max: None,
-            bloom: DynamicBloomFilter::with_defaults(),
-        };
+        let mut stats = KeyStats::empty();
         let mut applied: KeyMap<()> = KeyMap::default();
         if let Some((old_path, bytes)) = self.old.take() {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .map_err(self.parquet(&old_path))?
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(self.parquet(&old_path))?;
+                .with_batch_size(BATCH_ROWS);
+            // When no stored row can leave the file, its keys stay in place: the new footer is the old
+            // one plus the appended keys, so the old rows' keys need not be hashed again.
+            let seeded = self
+                .keeps_every_stored_key()
+                .then(|| KeyStats::from_footer(builder.metadata().file_metadata()))
+                .flatten();
+            let track_old_keys = seeded.is_none();
+            if let Some(seed) = seeded {
+                stats = seed;
+            }
+            let reader = builder.build().map_err(self.parquet(&old_path))?;
             for batch in reader {
                 let batch = batch.map_err(self.arrow("reading the old file of"))?;
                 let batch = align(&batch, &self.file_schema).map_err(self.arrow("aligning"))?;
                 let picks = self.pick(&batch, &mut applied, &mut out);
-                self.write(&mut writer, &batch, &picks, &mut stats, &mut out)?;
+                let keys = track_old_keys.then_some(&mut stats);
+                self.write(&mut writer, &batch, &picks, keys, &mut out)?;
             }
         }
         // Updates of keys the file did not hold (the index admitted the file, the key was new): inserts.
@@ -152,9 +187,16 @@ impl Merge {
         let empty = RecordBatch::new_empty(self.file_schema.clone());
         for chunk in tail.chunks(BATCH_ROWS) {
             let picks: Vec<(usize, usize)> = chunk.iter().map(|&j| (1, j)).collect();
-            self.write(&mut writer, &empty, &picks, &mut stats, &mut out)?;
+            self.write(&mut writer, &empty, &picks, Some(&mut stats), &mut out)?;
         }
         self.finish(writer, stats, out)
+    }
+
+    /// True when no change drops a stored row (no delete, no key moving to another partition).
+    fn keeps_every_stored_key(&self) -> bool {
+        self.changes
+            .values()
+            .all(|c| matches!(c, KeyChange::Update { .. }))
     }
 
     /// The output rows of one old batch: `(0, r)` keeps old row `r`, `(1, j)` takes new row `j`.
@@ -181,7 +223,7 @@ impl Merge {
                 .map_or("", |p| p.value(r));
             match change {
                 KeyChange::Update { position, .. } | KeyChange::Delete { position }
-                    if stored > position.as_str() =>
+                    if compare_order_keys(stored, position) == std::cmp::Ordering::Greater =>
                 {
                     out.stale += 1;
                     picks.push((0, r));
@@ -203,7 +245,7 @@ impl Merge {
         writer: &mut ParallelWriter,
         old: &RecordBatch,
         picks: &[(usize, usize)],
-        stats: &mut KeyStats,
+        stats: Option<&mut KeyStats>,
         out: &mut Merged,
     ) -> Result<(), HudiError> {
         if picks.is_empty() {
@@ -236,8 +278,10 @@ impl Merge {
         ]));
         let batch = RecordBatch::try_new(self.file_schema.clone(), cols)
             .map_err(self.arrow("setting the meta columns of"))?;
-        for key in batch.column(2).as_string::<i32>().iter().flatten() {
-            stats.add(key);
+        if let Some(stats) = stats {
+            for key in batch.column(2).as_string::<i32>().iter().flatten() {
+                stats.add(key);
+            }
         }
         writer.write(&batch).map_err(self.parquet(&self.path))?;
         out.rows += picks.len() as u64;

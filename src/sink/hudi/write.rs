@@ -14,6 +14,7 @@ use crate::schema::TableSchema;
 use crate::sink::{RowChange, StagedRow};
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use lakefold_api::compare_order_keys;
 use lakefold_api::Value;
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -59,7 +60,8 @@ pub(super) fn plan(
     for (i, (row, at)) in rows.iter().zip(located).enumerate() {
         match (at, &row.change) {
             (Some(at), RowChange::Upsert(_)) if at.group.0 != row.partition_path => {
-                if at.position.as_deref().unwrap_or("") > row.position.as_str() {
+                let stored = at.position.as_deref().unwrap_or("");
+                if compare_order_keys(stored, &row.position) == std::cmp::Ordering::Greater {
                     stale += 1;
                     continue;
                 }
