@@ -1,14 +1,18 @@
 //! A parquet writer that encodes and compresses the columns of a file on several threads (arrow-rs's
 //! `ArrowColumnWriter`s, one set per row group, split between workers by size), so one large file group
 //! uses every core. Rows arrive in batches from the merge; the file is the same as `ArrowWriter` writes.
+//! A row group can also take some of its column chunks as they are from an old file (spliced: the bytes
+//! copied, the offsets rebased), when a rewrite leaves those columns unchanged.
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
 use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
     ArrowWriterOptions,
 };
 use parquet::arrow::ArrowWriter;
+use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::KeyValue;
 use parquet::file::writer::SerializedFileWriter;
@@ -22,11 +26,20 @@ const ROW_GROUP_ROWS: usize = 1024 * 1024;
 const QUEUE: usize = 2;
 
 type Chunks = Vec<(usize, ArrowColumnChunk)>;
+/// The columns of some rows, by column index (a spliced column's entry is not read).
+type Columns = Arc<Vec<ArrayRef>>;
 
 /// One worker: its queue and the columns it encodes.
 struct Worker {
-    queue: SyncSender<Arc<RecordBatch>>,
+    queue: SyncSender<Columns>,
     done: JoinHandle<Result<Chunks>>,
+}
+
+/// A column chunk of an old file, taken as it is: the file's bytes and the chunk's metadata and page
+/// indexes.
+pub struct CopiedChunk {
+    pub source: Bytes,
+    pub close: ColumnCloseResult,
 }
 
 /// Writes a parquet file with its columns encoded in parallel.
@@ -38,6 +51,8 @@ pub struct ParallelWriter {
     workers: Vec<Worker>,
     rows_in_group: usize,
     row_groups: usize,
+    /// The current row group's spliced chunks (by column), when it takes some.
+    spliced: Option<Vec<Option<CopiedChunk>>>,
 }
 
 impl ParallelWriter {
@@ -54,26 +69,82 @@ impl ParallelWriter {
             workers: Vec::new(),
             rows_in_group: 0,
             row_groups: 0,
+            spliced: None,
         })
+    }
+
+    /// The parquet schema the file is written with.
+    pub fn schema_descr(&self) -> &parquet::schema::types::SchemaDescriptor {
+        self.file.schema_descr()
+    }
+
+    /// The writer properties (codec per column).
+    pub fn properties(&self) -> &parquet::file::properties::WriterPropertiesPtr {
+        self.file.properties()
+    }
+
+    /// Starts a row group whose columns with `Some` in `copied` are spliced from an old file; the others
+    /// are encoded from [`Self::write_columns`] until [`Self::finish_spliced_row_group`]. `weights` (bytes
+    /// per column) share the encoded columns out between the threads.
+    pub fn start_spliced_row_group(
+        &mut self,
+        copied: Vec<Option<CopiedChunk>>,
+        weights: &[usize],
+    ) -> Result<()> {
+        if !self.workers.is_empty() || self.spliced.is_some() {
+            self.finish_row_group()?;
+        }
+        let weights = copied
+            .iter()
+            .zip(weights)
+            .map(|(c, w)| c.is_none().then_some(*w))
+            .collect();
+        self.start_row_group(weights)?;
+        self.spliced = Some(copied);
+        Ok(())
+    }
+
+    /// Writes rows of the encoded columns of a spliced row group (`columns` by column index).
+    pub fn write_columns(&mut self, columns: Vec<ArrayRef>, rows: usize) -> Result<()> {
+        self.send(Arc::new(columns))?;
+        self.rows_in_group += rows;
+        Ok(())
+    }
+
+    /// Closes a spliced row group.
+    pub fn finish_spliced_row_group(&mut self) -> Result<()> {
+        self.finish_row_group()
+    }
+
+    fn send(&mut self, columns: Columns) -> Result<()> {
+        for w in 0..self.workers.len() {
+            if self.workers[w].queue.send(columns.clone()).is_err() {
+                // The worker stopped on an error: its result says which.
+                return self
+                    .finish_row_group()
+                    .and(Err(ParquetError::General("a column writer stopped".into())));
+            }
+        }
+        Ok(())
     }
 
     /// Writes `batch` (starting a new row group when the current one is full).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut offset = 0;
         while offset < batch.num_rows() {
+            if self.spliced.is_some() {
+                self.finish_row_group()?;
+            }
             if self.workers.is_empty() {
-                self.start_row_group(batch)?;
+                let weights = batch
+                    .columns()
+                    .iter()
+                    .map(|c| Some(c.get_buffer_memory_size()))
+                    .collect();
+                self.start_row_group(weights)?;
             }
             let take = (ROW_GROUP_ROWS - self.rows_in_group).min(batch.num_rows() - offset);
-            let part = Arc::new(batch.slice(offset, take));
-            for w in 0..self.workers.len() {
-                if self.workers[w].queue.send(part.clone()).is_err() {
-                    // The worker stopped on an error: its result says which.
-                    return self
-                        .finish_row_group()
-                        .and(Err(ParquetError::General("a column writer stopped".into())));
-                }
-            }
+            self.send(Arc::new(batch.slice(offset, take).columns().to_vec()))?;
             self.rows_in_group += take;
             offset += take;
             if self.rows_in_group >= ROW_GROUP_ROWS {
@@ -83,9 +154,9 @@ impl ParallelWriter {
         Ok(())
     }
 
-    /// Starts a row group: its column writers, split between workers so each gets a similar share of
-    /// the bytes (sized on `sample`, the first batch of the group).
-    fn start_row_group(&mut self, sample: &RecordBatch) -> Result<()> {
+    /// Starts a row group: the writers of the columns with a weight, split between workers so each gets
+    /// a similar share of the bytes (weights: the first batch's column sizes, or the old chunks' sizes).
+    fn start_row_group(&mut self, weights: Vec<Option<usize>>) -> Result<()> {
         let writers = self.factory.create_column_writers(self.row_groups)?;
         if writers.len() != self.schema.fields().len() {
             return Err(ParquetError::General(format!(
@@ -96,14 +167,12 @@ impl ParallelWriter {
         }
         let mut shares: Vec<(usize, Vec<(usize, ArrowColumnWriter)>)> =
             (0..self.threads).map(|_| (0, Vec::new())).collect();
-        let mut by_size: Vec<(usize, ArrowColumnWriter)> =
-            writers.into_iter().enumerate().collect();
-        let size = |i: usize| {
-            sample
-                .columns()
-                .get(i)
-                .map_or(0, |c| c.get_buffer_memory_size())
-        };
+        let mut by_size: Vec<(usize, ArrowColumnWriter)> = writers
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| weights.get(*i).is_some_and(|w| w.is_some()))
+            .collect();
+        let size = |i: usize| weights.get(i).copied().flatten().unwrap_or(0);
         by_size.sort_by_key(|(i, _)| std::cmp::Reverse(size(*i)));
         for (i, w) in by_size {
             if let Some(lightest) = shares.iter_mut().min_by_key(|s| s.0) {
@@ -137,9 +206,17 @@ impl ParallelWriter {
             return Err(e);
         }
         chunks.sort_by_key(|(i, _)| *i);
+        let mut encoded = chunks.into_iter().peekable();
+        let mut copied = self.spliced.take().unwrap_or_default();
         let mut row_group = self.file.next_row_group()?;
-        for (_, chunk) in chunks {
-            chunk.append_to_row_group(&mut row_group)?;
+        for i in 0..self.schema.fields().len() {
+            if let Some(chunk) = copied.get_mut(i).and_then(Option::take) {
+                row_group.append_column(&chunk.source, chunk.close)?;
+            } else if let Some((_, chunk)) = encoded.next_if(|(j, _)| *j == i) {
+                chunk.append_to_row_group(&mut row_group)?;
+            } else {
+                return Err(ParquetError::General(format!("column {i} has no chunk")));
+            }
         }
         row_group.close()?;
         self.rows_in_group = 0;
@@ -154,7 +231,7 @@ impl ParallelWriter {
 
     /// Flushes the last row group and returns the file's bytes.
     pub fn into_inner(mut self) -> Result<Vec<u8>> {
-        if !self.workers.is_empty() {
+        if !self.workers.is_empty() || self.spliced.is_some() {
             self.finish_row_group()?;
         }
         self.file.into_inner()
@@ -163,12 +240,15 @@ impl ParallelWriter {
 
 /// A thread that encodes `columns` of every batch it receives until its queue closes.
 fn spawn_worker(schema: SchemaRef, mut columns: Vec<(usize, ArrowColumnWriter)>) -> Worker {
-    let (queue, batches) = sync_channel::<Arc<RecordBatch>>(QUEUE);
+    let (queue, batches) = sync_channel::<Columns>(QUEUE);
     let done = std::thread::spawn(move || -> Result<Chunks> {
         for batch in batches {
             for (i, writer) in columns.iter_mut() {
                 let field = schema.field(*i);
-                for leaf in compute_leaves(field, batch.column(*i))? {
+                let Some(column) = batch.get(*i) else {
+                    return Err(ParquetError::General(format!("no array for column {i}")));
+                };
+                for leaf in compute_leaves(field, column)? {
                     writer.write(&leaf)?;
                 }
             }

@@ -7,6 +7,7 @@ use super::bloom::{DynamicBloomFilter, BLOOM_FILTER_KEY, BLOOM_TYPE_CODE_KEY, DY
 use super::column_writer::ParallelWriter;
 use super::error::HudiError;
 use super::index::{FileKeys, MAX_KEY, MIN_KEY};
+use super::splice::OldFile;
 use crate::schema::POSITION_COLUMN;
 use arrow::array::{
     new_null_array, Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder,
@@ -16,13 +17,15 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use lakefold_api::compare_order_keys;
 use object_store::path::Path;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::metadata::KeyValue;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Rows decoded from the old file at a time.
-const BATCH_ROWS: usize = 8192;
+pub(super) const BATCH_ROWS: usize = 8192;
 
 /// What happens to a stored key.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +78,7 @@ pub struct Merged {
 }
 
 /// The footer facts, gathered as rows are written.
-struct KeyStats {
+pub(super) struct KeyStats {
     min: Option<String>,
     max: Option<String>,
     bloom: DynamicBloomFilter,
@@ -110,7 +113,7 @@ impl KeyStats {
         })
     }
 
-    fn add(&mut self, key: &str) {
+    pub(super) fn add(&mut self, key: &str) {
         if self.min.as_deref().is_none_or(|m| key < m) {
             self.min = Some(key.to_string());
         }
@@ -122,7 +125,10 @@ impl KeyStats {
 }
 
 impl Merge {
-    fn parquet(&self, path: &Path) -> impl Fn(parquet::errors::ParquetError) -> HudiError + '_ {
+    pub(super) fn parquet(
+        &self,
+        path: &Path,
+    ) -> impl Fn(parquet::errors::ParquetError) -> HudiError + '_ {
         let path = path.to_string();
         move |source| HudiError::Parquet {
             table: self.table.clone(),
@@ -131,7 +137,10 @@ impl Merge {
         }
     }
 
-    fn arrow(&self, context: &'static str) -> impl Fn(arrow::error::ArrowError) -> HudiError + '_ {
+    pub(super) fn arrow(
+        &self,
+        context: &'static str,
+    ) -> impl Fn(arrow::error::ArrowError) -> HudiError + '_ {
         move |source| HudiError::Arrow {
             table: self.table.clone(),
             context: format!("{context} {}", self.path),
@@ -149,9 +158,13 @@ impl Merge {
         let mut stats = KeyStats::empty();
         let mut applied: KeyMap<()> = KeyMap::default();
         if let Some((old_path, bytes)) = self.old.take() {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .map_err(self.parquet(&old_path))?
-                .with_batch_size(BATCH_ROWS);
+            let options =
+                ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+            let meta =
+                ArrowReaderMetadata::load(&bytes, options).map_err(self.parquet(&old_path))?;
+            let builder =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
+                    .with_batch_size(BATCH_ROWS);
             // When no stored row can leave the file, its keys stay in place: the new footer is the old
             // one plus the appended keys, so the old rows' keys need not be hashed again.
             let seeded = self
@@ -162,13 +175,27 @@ impl Merge {
             if let Some(seed) = seeded {
                 stats = seed;
             }
-            let reader = builder.build().map_err(self.parquet(&old_path))?;
-            for batch in reader {
-                let batch = batch.map_err(self.arrow("reading the old file of"))?;
-                let batch = align(&batch, &self.file_schema).map_err(self.arrow("aligning"))?;
-                let picks = self.pick(&batch, &mut applied, &mut out);
+            if self.can_splice(&builder, &writer) {
+                let old = OldFile {
+                    path: &old_path,
+                    bytes: &bytes,
+                    meta,
+                };
                 let keys = track_old_keys.then_some(&mut stats);
-                self.write(&mut writer, &batch, &picks, keys, &mut out)?;
+                self.rewrite_in_place(&mut writer, &old, keys, &mut applied, &mut out)?;
+            } else {
+                let reader = builder.build().map_err(self.parquet(&old_path))?;
+                for batch in reader {
+                    let batch = batch.map_err(self.arrow("reading the old file of"))?;
+                    let batch = align(&batch, &self.file_schema).map_err(self.arrow("aligning"))?;
+                    let positions = batch
+                        .column_by_name(POSITION_COLUMN)
+                        .and_then(|c| c.as_string_opt::<i32>());
+                    let keys = batch.column(2).as_string::<i32>();
+                    let picks = self.pick(keys, positions, &mut applied, &mut out);
+                    let keys = track_old_keys.then_some(&mut stats);
+                    self.write(&mut writer, &batch, &picks, keys, &mut out)?;
+                }
             }
         }
         // Updates of keys the file did not hold (the index admitted the file, the key was new): inserts.
@@ -193,25 +220,22 @@ impl Merge {
     }
 
     /// True when no change drops a stored row (no delete, no key moving to another partition).
-    fn keeps_every_stored_key(&self) -> bool {
+    pub(super) fn keeps_every_stored_key(&self) -> bool {
         self.changes
             .values()
             .all(|c| matches!(c, KeyChange::Update { .. }))
     }
 
     /// The output rows of one old batch: `(0, r)` keeps old row `r`, `(1, j)` takes new row `j`.
-    fn pick(
+    pub(super) fn pick(
         &self,
-        batch: &RecordBatch,
+        keys: &StringArray,
+        positions: Option<&StringArray>,
         applied: &mut KeyMap<()>,
         out: &mut Merged,
     ) -> Vec<(usize, usize)> {
-        let keys = batch.column(2).as_string::<i32>();
-        let positions = batch
-            .column_by_name(POSITION_COLUMN)
-            .and_then(|c| c.as_string_opt::<i32>());
-        let mut picks = Vec::with_capacity(batch.num_rows());
-        for r in 0..batch.num_rows() {
+        let mut picks = Vec::with_capacity(keys.len());
+        for r in 0..keys.len() {
             let key = keys.value(r);
             let Some(change) = self.changes.get(key) else {
                 picks.push((0, r));
@@ -240,7 +264,7 @@ impl Merge {
     }
 
     /// Writes the picked rows with this file's sequence numbers and name.
-    fn write(
+    pub(super) fn write(
         &self,
         writer: &mut ParallelWriter,
         old: &RecordBatch,
@@ -253,8 +277,29 @@ impl Merge {
         }
         let merged = interleave_record_batch(&[old, &self.new_rows], picks)
             .map_err(self.arrow("merging rows of"))?;
-        let old_seqno = old.column(1).as_string::<i32>();
-        let first = out.rows as usize;
+        let mut cols = merged.columns().to_vec();
+        cols[1] = self.seqnos(old.column(1).as_string::<i32>(), picks, out.rows as usize);
+        cols[4] = self.file_names(picks.len());
+        let batch = RecordBatch::try_new(self.file_schema.clone(), cols)
+            .map_err(self.arrow("setting the meta columns of"))?;
+        if let Some(stats) = stats {
+            for key in batch.column(2).as_string::<i32>().iter().flatten() {
+                stats.add(key);
+            }
+        }
+        writer.write(&batch).map_err(self.parquet(&self.path))?;
+        out.rows += picks.len() as u64;
+        Ok(())
+    }
+
+    /// `_hoodie_commit_seqno` of picked rows: a kept row keeps its own, a new row gets this commit's
+    /// `<prefix>_<row in the new file>` (`first`: the new file's row of the first pick).
+    pub(super) fn seqnos(
+        &self,
+        old_seqno: &StringArray,
+        picks: &[(usize, usize)],
+        first: usize,
+    ) -> ArrayRef {
         let mut seqno = StringBuilder::with_capacity(picks.len(), picks.len() * 24);
         let mut text = String::new();
         for (i, &(src, r)) in picks.iter().enumerate() {
@@ -269,23 +314,12 @@ impl Merge {
                 }
             }
         }
-        let seqno = seqno.finish();
-        let mut cols = merged.columns().to_vec();
-        cols[1] = Arc::new(seqno) as ArrayRef;
-        cols[4] = Arc::new(StringArray::from(vec![
-            self.file_name.as_str();
-            picks.len()
-        ]));
-        let batch = RecordBatch::try_new(self.file_schema.clone(), cols)
-            .map_err(self.arrow("setting the meta columns of"))?;
-        if let Some(stats) = stats {
-            for key in batch.column(2).as_string::<i32>().iter().flatten() {
-                stats.add(key);
-            }
-        }
-        writer.write(&batch).map_err(self.parquet(&self.path))?;
-        out.rows += picks.len() as u64;
-        Ok(())
+        Arc::new(seqno.finish())
+    }
+
+    /// `_hoodie_file_name` of `rows` rows: every row names the new file.
+    pub(super) fn file_names(&self, rows: usize) -> ArrayRef {
+        Arc::new(StringArray::from(vec![self.file_name.as_str(); rows]))
     }
 
     /// Appends Spark Hudi's footer, in its order, and closes the file.

@@ -19,6 +19,7 @@ mod parquet_io;
 mod properties;
 mod rollback;
 mod sink;
+mod splice;
 mod table;
 mod timeline;
 mod timeline_avro;

@@ -1,0 +1,546 @@
+//! Rewriting a base file's row groups in place. When no stored row leaves the file (a commit of updates
+//! and inserts only), every old row group keeps its rows in their order, so a column whose values the
+//! updates leave as they were is spliced from the old file as it is (its bytes copied, no decoding,
+//! encoding or compression) and only the columns an update changes are encoded again; inserts follow in a
+//! row group of their own. The file holds the same rows and values as the streamed merge writes.
+//!
+//! Per row group: the keys and positions are read to place each incoming row (as the streamed merge
+//! does); the replaced rows are read in full (a row selection) and compared column by column with their
+//! new images; then the changed columns are read, merged and encoded while the others are spliced. Commit
+//! time and sequence number change with every replaced row; the file name column names the new file.
+
+use super::column_writer::{CopiedChunk, ParallelWriter};
+use super::error::HudiError;
+use super::merge::{KeyMap, KeyStats, Merge, Merged, BATCH_ROWS};
+use crate::schema::POSITION_COLUMN;
+use arrow::array::{make_comparator, new_null_array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{concat_batches, interleave, SortOptions};
+use arrow::datatypes::DataType;
+use bytes::Bytes;
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
+use parquet::arrow::ProjectionMask;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use std::cmp::Ordering;
+
+/// Columns every in-place rewrite encodes: commit time and sequence number (changed in replaced rows),
+/// file name (changed in every row).
+const COMMIT_TIME: usize = 0;
+const SEQNO: usize = 1;
+const FILE_NAME: usize = 4;
+/// A last row group smaller than this is merged with the inserts instead of spliced.
+const MIN_SPLICED_ROWS: i64 = 128 * 1024;
+
+/// The old base file of a rewrite: its path (for errors), bytes and parsed footer with page indexes.
+pub struct OldFile<'a> {
+    pub path: &'a Path,
+    pub bytes: &'a Bytes,
+    pub meta: ArrowReaderMetadata,
+}
+
+impl OldFile<'_> {
+    fn reader(
+        &self,
+        merge: &Merge,
+        group: usize,
+        leaves: Option<Vec<usize>>,
+        selection: Option<RowSelection>,
+    ) -> Result<ParquetRecordBatchReader, HudiError> {
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.bytes.clone(),
+            self.meta.clone(),
+        )
+        .with_batch_size(BATCH_ROWS)
+        .with_row_groups(vec![group]);
+        if let Some(leaves) = leaves {
+            let descr = self.meta.metadata().file_metadata().schema_descr();
+            builder = builder.with_projection(ProjectionMask::leaves(descr, leaves));
+        }
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
+        builder.build().map_err(merge.parquet(self.path))
+    }
+
+    /// Column `c` of row group `g` as it is in the file.
+    fn chunk(&self, g: usize, c: usize) -> CopiedChunk {
+        let meta = self.meta.metadata();
+        let rg = meta.row_group(g);
+        let metadata = rg.column(c).clone();
+        let column_index = meta
+            .column_index()
+            .and_then(|ci| ci.get(g)?.get(c).cloned())
+            .filter(|i| !matches!(i, ColumnIndexMetaData::NONE));
+        let offset_index = meta
+            .offset_index()
+            .and_then(|oi| oi.get(g)?.get(c).cloned());
+        CopiedChunk {
+            source: self.bytes.clone(),
+            close: ColumnCloseResult {
+                bytes_written: metadata.compressed_size().max(0) as u64,
+                rows_written: rg.num_rows().max(0) as u64,
+                metadata,
+                bloom_filter: None,
+                column_index,
+                offset_index,
+            },
+        }
+    }
+}
+
+impl Merge {
+    /// True when the old file's row groups can be rewritten in place: no stored row leaves the file, and
+    /// the file has the new file's parquet schema, arrow types, codecs and page offset indexes.
+    pub(super) fn can_splice(
+        &self,
+        old: &ParquetRecordBatchReaderBuilder<Bytes>,
+        writer: &ParallelWriter,
+    ) -> bool {
+        let meta = old.metadata();
+        let descr = meta.file_metadata().schema_descr();
+        let ours = writer.schema_descr();
+        let same_columns = descr.num_columns() == ours.num_columns()
+            && (0..ours.num_columns()).all(|c| descr.column(c) == ours.column(c));
+        let same_types = old.schema().fields().len() == self.file_schema.fields().len()
+            && old
+                .schema()
+                .fields()
+                .iter()
+                .zip(self.file_schema.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        let same_codecs = meta.row_groups().iter().all(|rg| {
+            rg.columns().iter().all(|c| {
+                let ours = writer.properties().compression(c.column_path());
+                std::mem::discriminant(&c.compression()) == std::mem::discriminant(&ours)
+            })
+        });
+        let indexed = meta.offset_index().is_some_and(|oi| {
+            oi.len() == meta.num_row_groups() && oi.iter().all(|g| g.len() == ours.num_columns())
+        });
+        self.keeps_every_stored_key()
+            && same_columns
+            && same_types
+            && same_codecs
+            && indexed
+            && self.file_schema.fields().len() > FILE_NAME
+    }
+
+    /// Rewrites every row group of `old` in place (see the module). `keys` gathers the footer's key facts
+    /// when they could not be taken from the old footer.
+    pub(super) fn rewrite_in_place(
+        &self,
+        writer: &mut ParallelWriter,
+        old: &OldFile<'_>,
+        mut keys: Option<&mut KeyStats>,
+        applied: &mut KeyMap<()>,
+        out: &mut Merged,
+    ) -> Result<(), HudiError> {
+        let groups = old.meta.metadata().num_row_groups();
+        for g in 0..groups {
+            let rows = old.meta.metadata().row_group(g).num_rows();
+            if g + 1 == groups && !self.inserts.is_empty() && rows < MIN_SPLICED_ROWS {
+                // A small last group takes the inserts in: files filled by many small commits do not
+                // end up with a row group per commit.
+                self.stream_group(writer, old, g, keys.as_deref_mut(), applied, out)?;
+                continue;
+            }
+            let picks = self.place_rows(old, g, keys.as_deref_mut(), applied, out)?;
+            let encode = self.changed_columns(old, g, &picks)?;
+            self.write_group(writer, old, g, &picks, &encode, out)?;
+        }
+        Ok(())
+    }
+
+    /// Row group `g` merged row by row, as the streamed merge does (the row group stays open for the
+    /// inserts).
+    fn stream_group(
+        &self,
+        writer: &mut ParallelWriter,
+        old: &OldFile<'_>,
+        g: usize,
+        mut keys: Option<&mut KeyStats>,
+        applied: &mut KeyMap<()>,
+        out: &mut Merged,
+    ) -> Result<(), HudiError> {
+        let position = self.file_schema.index_of(POSITION_COLUMN).ok();
+        for batch in old.reader(self, g, None, None)? {
+            let batch = batch.map_err(self.arrow("reading the old file of"))?;
+            let batch = RecordBatch::try_new(self.file_schema.clone(), batch.columns().to_vec())
+                .map_err(self.arrow("aligning"))?;
+            let Some(record_keys) = batch.column(2).as_string_opt::<i32>() else {
+                return Err(self.bad_file("its record key column is not text"));
+            };
+            let positions = position.and_then(|p| batch.column(p).as_string_opt::<i32>());
+            let picks = self.pick(record_keys, positions, applied, out);
+            self.write(writer, &batch, &picks, keys.as_deref_mut(), out)?;
+        }
+        Ok(())
+    }
+
+    /// What becomes of each row of row group `g` (`(0, r)`: keep row `r` of the group; `(1, j)`: new row
+    /// `j`), from its keys and positions.
+    fn place_rows(
+        &self,
+        old: &OldFile<'_>,
+        g: usize,
+        mut keys: Option<&mut KeyStats>,
+        applied: &mut KeyMap<()>,
+        out: &mut Merged,
+    ) -> Result<Vec<(usize, usize)>, HudiError> {
+        let position = self.file_schema.index_of(POSITION_COLUMN).ok();
+        let leaves: Vec<usize> = std::iter::once(2).chain(position).collect();
+        let rows = old.meta.metadata().row_group(g).num_rows().max(0) as usize;
+        let mut picks = Vec::with_capacity(rows);
+        for batch in old.reader(self, g, Some(leaves), None)? {
+            let batch = batch.map_err(self.arrow("reading the keys of the old file of"))?;
+            let Some(record_keys) = batch.column(0).as_string_opt::<i32>() else {
+                return Err(self.bad_file("its record key column is not text"));
+            };
+            let positions = position.and_then(|_| batch.column(1).as_string_opt::<i32>());
+            let offset = picks.len();
+            for (src, r) in self.pick(record_keys, positions, applied, out) {
+                picks.push(if src == 0 { (0, offset + r) } else { (1, r) });
+            }
+            if let Some(stats) = keys.as_deref_mut() {
+                record_keys.iter().flatten().for_each(|k| stats.add(k));
+            }
+        }
+        if picks.len() != rows {
+            return Err(self.bad_file("a row group's rows did not all stay in place"));
+        }
+        Ok(picks)
+    }
+
+    /// Which columns of row group `g` must be encoded again: those where a replaced row's new image
+    /// differs from the stored one, commit time and sequence number when a row is replaced, and the file
+    /// name.
+    fn changed_columns(
+        &self,
+        old: &OldFile<'_>,
+        g: usize,
+        picks: &[(usize, usize)],
+    ) -> Result<Vec<bool>, HudiError> {
+        let columns = self.file_schema.fields().len();
+        let mut encode = vec![false; columns];
+        encode[FILE_NAME] = true;
+        let replaced: Vec<(usize, usize)> = picks
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.0 == 1)
+            .map(|(row, p)| (row, p.1))
+            .collect();
+        if replaced.is_empty() {
+            return Ok(encode);
+        }
+        encode[COMMIT_TIME] = true;
+        encode[SEQNO] = true;
+        let selection = select_rows(replaced.iter().map(|r| r.0), picks.len());
+        let batches = old
+            .reader(self, g, None, Some(selection))?
+            .collect::<Result<Vec<RecordBatch>, _>>()
+            .map_err(self.arrow("reading the replaced rows of"))?;
+        let stored = concat_batches(old.meta.schema(), &batches)
+            .map_err(self.arrow("gathering the replaced rows of"))?;
+        for (c, flag) in encode.iter_mut().enumerate().filter(|(_, f)| !**f) {
+            let compare = make_comparator(
+                stored.column(c).as_ref(),
+                self.new_rows.column(c).as_ref(),
+                SortOptions::default(),
+            )
+            .map_err(self.arrow("comparing the replaced rows of"))?;
+            *flag = replaced
+                .iter()
+                .enumerate()
+                .any(|(k, &(_, j))| compare(k, j) != Ordering::Equal);
+        }
+        Ok(encode)
+    }
+
+    /// Writes row group `g`: the columns in `encode` merged from the old file and the new rows, the others
+    /// spliced.
+    fn write_group(
+        &self,
+        writer: &mut ParallelWriter,
+        old: &OldFile<'_>,
+        g: usize,
+        picks: &[(usize, usize)],
+        encode: &[bool],
+        out: &mut Merged,
+    ) -> Result<(), HudiError> {
+        let rg = old.meta.metadata().row_group(g);
+        let copied = (0..encode.len())
+            .map(|c| (!encode[c]).then(|| old.chunk(g, c)))
+            .collect();
+        let weights: Vec<usize> = rg
+            .columns()
+            .iter()
+            .map(|c| c.uncompressed_size().max(0) as usize)
+            .collect();
+        let parquet = self.parquet(&self.path);
+        writer
+            .start_spliced_row_group(copied, &weights)
+            .map_err(&parquet)?;
+        let read: Vec<usize> = (0..encode.len())
+            .filter(|&c| encode[c] && c != FILE_NAME)
+            .collect();
+        let placeholder = new_null_array(&DataType::Null, 0);
+        let mut at = 0;
+        let mut write = |batch: Option<RecordBatch>, n: usize| -> Result<(), HudiError> {
+            let local: Vec<(usize, usize)> = picks[at..at + n]
+                .iter()
+                .map(|&(src, r)| if src == 0 { (0, r - at) } else { (1, r) })
+                .collect();
+            let mut columns: Vec<ArrayRef> = vec![placeholder.clone(); encode.len()];
+            for (k, &c) in read.iter().enumerate() {
+                let stored = batch
+                    .as_ref()
+                    .map(|b| b.column(k).clone())
+                    .ok_or_else(|| self.bad_file("a changed column was not read"))?;
+                columns[c] = self.merged_column(c, &stored, &local, out.rows as usize)?;
+            }
+            columns[FILE_NAME] = self.file_names(n);
+            writer.write_columns(columns, n).map_err(&parquet)?;
+            out.rows += n as u64;
+            at += n;
+            Ok(())
+        };
+        if read.is_empty() {
+            for start in (0..picks.len()).step_by(BATCH_ROWS) {
+                write(None, BATCH_ROWS.min(picks.len() - start))?;
+            }
+        } else {
+            for batch in old.reader(self, g, Some(read.clone()), None)? {
+                let batch = batch.map_err(self.arrow("reading the old file of"))?;
+                let n = batch.num_rows();
+                write(Some(batch), n)?;
+            }
+        }
+        writer.finish_spliced_row_group().map_err(&parquet)
+    }
+
+    /// Column `c` of the picked rows (`stored`: the old rows' column `c`).
+    fn merged_column(
+        &self,
+        c: usize,
+        stored: &ArrayRef,
+        picks: &[(usize, usize)],
+        first_row: usize,
+    ) -> Result<ArrayRef, HudiError> {
+        if c == SEQNO {
+            let Some(seqnos) = stored.as_string_opt::<i32>() else {
+                return Err(self.bad_file("its sequence number column is not text"));
+            };
+            return Ok(self.seqnos(seqnos, picks, first_row));
+        }
+        interleave(&[stored.as_ref(), self.new_rows.column(c).as_ref()], picks)
+            .map_err(self.arrow("merging rows of"))
+    }
+
+    fn bad_file(&self, what: &str) -> HudiError {
+        HudiError::Data {
+            table: self.table.clone(),
+            message: format!("rewriting {} in place: {what}", self.path),
+        }
+    }
+}
+
+/// A selection of the (ascending) `rows` out of `total`.
+fn select_rows(rows: impl Iterator<Item = usize>, total: usize) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut at = 0;
+    for r in rows {
+        if r > at {
+            selectors.push(RowSelector::skip(r - at));
+        }
+        selectors.push(RowSelector::select(1));
+        at = r + 1;
+    }
+    if total > at {
+        selectors.push(RowSelector::skip(total - at));
+    }
+    RowSelection::from(selectors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::avro_schema::META_COLUMNS;
+    use super::super::merge::KeyChange;
+    use super::super::parquet_io::{codec, writer_options};
+    use super::*;
+    use arrow::array::StringArray;
+    use arrow::datatypes::{Field, Schema, SchemaRef};
+    use std::sync::Arc;
+
+    fn schema() -> SchemaRef {
+        let mut fields: Vec<Field> = META_COLUMNS
+            .iter()
+            .map(|m| Field::new(*m, DataType::Utf8, true))
+            .collect();
+        for name in ["changed", "same", POSITION_COLUMN] {
+            fields.push(Field::new(name, DataType::Utf8, true));
+        }
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Rows `(key, changed, same, position)` of commit `instant` as a batch of the test schema.
+    fn batch(rows: &[[String; 4]], instant: &str) -> RecordBatch {
+        let col = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values((0..rows.len()).map(f)))
+        };
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                col(&|_| instant.to_string()),
+                col(&|_| String::new()),
+                col(&|i| rows[i][0].clone()),
+                col(&|_| String::new()),
+                col(&|_| "new.parquet".to_string()),
+                col(&|i| rows[i][1].clone()),
+                col(&|i| rows[i][2].clone()),
+                col(&|i| rows[i][3].clone()),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn merge(old: Option<Bytes>, new_rows: RecordBatch, changes: KeyMap<KeyChange>) -> Merge {
+        let instant = new_rows.column(0).as_string::<i32>().value(0).to_string();
+        let path = Path::from("t/new.parquet");
+        let gzip = codec(crate::config::Compression::Gzip);
+        Merge {
+            table: "t".into(),
+            old: old.map(|b| (Path::from("t/old.parquet"), b)),
+            file_schema: schema(),
+            inserts: if changes.is_empty() {
+                (0..new_rows.num_rows()).collect()
+            } else {
+                vec![]
+            },
+            new_rows,
+            changes,
+            seqno_prefix: format!("{instant}_0"),
+            file_name: "new.parquet".into(),
+            writer: writer_options("t", &path, &schema(), gzip).unwrap(),
+            path,
+            avro: "{}".into(),
+            threads: 2,
+        }
+    }
+
+    fn stored(i: usize) -> [String; 4] {
+        [
+            format!("k{i:05}"),
+            format!("c{i}"),
+            format!("s{}", i * 7919 % 1000),
+            format!("p{i:05}"),
+        ]
+    }
+
+    #[test]
+    fn an_update_only_rewrite_splices_unchanged_columns_and_keeps_every_row_in_place() {
+        let rows: Vec<[String; 4]> = (0..20_000).map(stored).collect();
+        let first = merge(None, batch(&rows, "001"), KeyMap::default())
+            .run()
+            .unwrap();
+        let old = Bytes::from(first.bytes);
+        // Updates change `changed` (and the meta columns) only; one is older than the stored row; one
+        // key is not in the file (an insert at the end).
+        let updates: Vec<[String; 4]> = [3usize, 12_000, 19_999]
+            .iter()
+            .map(|&i| {
+                let mut r = stored(i);
+                r[1] = format!("updated {i}");
+                r[3] = if i == 19_999 {
+                    "p00000".into()
+                } else {
+                    "q".into()
+                };
+                r
+            })
+            .chain([["kNEW".into(), "new".into(), "s".into(), "q".into()]])
+            .collect();
+        let mut changes = KeyMap::default();
+        for (j, r) in updates.iter().enumerate() {
+            let position = r[3].clone();
+            changes.insert(r[0].clone(), KeyChange::Update { new: j, position });
+        }
+        let merged = merge(Some(old.clone()), batch(&updates, "002"), changes)
+            .run()
+            .unwrap();
+        assert_eq!((merged.updates, merged.stale, merged.inserts), (2, 1, 1));
+        let new = Bytes::from(merged.bytes);
+        let meta = ArrowReaderMetadata::load(&new, Default::default()).unwrap();
+        let old_meta = ArrowReaderMetadata::load(&old, Default::default()).unwrap();
+        let (new_rg, old_rg) = (
+            meta.metadata().row_group(0),
+            old_meta.metadata().row_group(0),
+        );
+        assert_eq!(
+            meta.metadata().num_row_groups(),
+            2,
+            "the insert has a row group of its own"
+        );
+        let chunk = |b: &Bytes, c: &parquet::file::metadata::ColumnChunkMetaData| {
+            let (start, len) = c.byte_range();
+            b.slice(start as usize..(start + len) as usize)
+        };
+        for c in [2, 3, 6] {
+            assert_eq!(
+                chunk(&new, new_rg.column(c)),
+                chunk(&old, old_rg.column(c)),
+                "column {c} is spliced as it was"
+            );
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new(new)
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        let all = concat_batches(&batches[0].schema(), &batches).unwrap();
+        let text = |c: usize, r: usize| all.column(c).as_string::<i32>().value(r).to_string();
+        assert_eq!(all.num_rows(), 20_001);
+        for r in 0..20_000 {
+            let expect = match r {
+                3 => (updates[0].clone(), ["002".into(), format!("002_0_{r}")]),
+                12_000 => (updates[1].clone(), ["002".into(), format!("002_0_{r}")]),
+                _ => (stored(r), ["001".to_string(), format!("001_0_{r}")]),
+            };
+            assert_eq!(
+                [text(2, r), text(5, r), text(6, r), text(7, r)],
+                expect.0,
+                "row {r}"
+            );
+            assert_eq!([text(0, r), text(1, r)], expect.1, "row {r}");
+            assert_eq!(text(4, r), "new.parquet");
+        }
+        assert_eq!(text(2, 20_000), "kNEW");
+        assert_eq!(text(1, 20_000), "002_0_20000");
+        assert!(merged.keys.may_contain("kNEW") && merged.keys.may_contain("k12000"));
+        assert_eq!(merged.keys.range, Some(("k00000".into(), "kNEW".into())));
+    }
+
+    #[test]
+    fn inserts_into_a_small_file_share_its_last_row_group() {
+        let rows: Vec<[String; 4]> = (0..20_000).map(stored).collect();
+        let old = merge(None, batch(&rows, "001"), KeyMap::default())
+            .run()
+            .unwrap();
+        let more: Vec<[String; 4]> = (20_000..20_100).map(stored).collect();
+        let merged = merge(
+            Some(Bytes::from(old.bytes)),
+            batch(&more, "002"),
+            KeyMap::default(),
+        )
+        .run()
+        .unwrap();
+        assert_eq!((merged.rows, merged.inserts), (20_100, 100));
+        let new = Bytes::from(merged.bytes);
+        let meta = ArrowReaderMetadata::load(&new, Default::default()).unwrap();
+        assert_eq!(meta.metadata().num_row_groups(), 1);
+        assert!(merged.keys.may_contain("k20099") && merged.keys.may_contain("k00000"));
+    }
+}
