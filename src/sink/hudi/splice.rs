@@ -13,10 +13,11 @@ use super::column_writer::{CopiedChunk, ParallelWriter};
 use super::error::HudiError;
 use super::merge::{KeyMap, KeyStats, Merge, Merged, BATCH_ROWS};
 use crate::schema::POSITION_COLUMN;
-use arrow::array::{make_comparator, new_null_array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{make_comparator, new_null_array, Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::{concat_batches, interleave, SortOptions};
 use arrow::datatypes::DataType;
 use bytes::Bytes;
+use lakefold_api::compare_order_keys;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
@@ -32,6 +33,8 @@ use std::cmp::Ordering;
 const COMMIT_TIME: usize = 0;
 const SEQNO: usize = 1;
 const FILE_NAME: usize = 4;
+const RECORD_KEY: usize = 2;
+const PARTITION_PATH: usize = 3;
 /// A last row group smaller than this is merged with the inserts instead of spliced.
 const MIN_SPLICED_ROWS: i64 = 128 * 1024;
 
@@ -182,7 +185,8 @@ impl Merge {
     }
 
     /// What becomes of each row of row group `g` (`(0, r)`: keep row `r` of the group; `(1, j)`: new row
-    /// `j`), from its keys and positions.
+    /// `j`), from its keys: a stored row whose key has an update is replaced, until `keep_newer` finds
+    /// its stored position newer.
     fn place_rows(
         &self,
         old: &OldFile<'_>,
@@ -191,18 +195,16 @@ impl Merge {
         applied: &mut KeyMap<()>,
         out: &mut Merged,
     ) -> Result<Vec<(usize, usize)>, HudiError> {
-        let position = self.file_schema.index_of(POSITION_COLUMN).ok();
-        let leaves: Vec<usize> = std::iter::once(2).chain(position).collect();
         let rows = old.meta.metadata().row_group(g).num_rows().max(0) as usize;
         let mut picks = Vec::with_capacity(rows);
-        for batch in old.reader(self, g, Some(leaves), None)? {
+        for batch in old.reader(self, g, Some(vec![RECORD_KEY]), None)? {
             let batch = batch.map_err(self.arrow("reading the keys of the old file of"))?;
             let Some(record_keys) = batch.column(0).as_string_opt::<i32>() else {
                 return Err(self.bad_file("its record key column is not text"));
             };
-            let positions = position.and_then(|_| batch.column(1).as_string_opt::<i32>());
             let offset = picks.len();
-            for (src, r) in self.pick(record_keys, positions, applied, out) {
+            // Positions are compared when the position column is read for writing (`keep_newer`).
+            for (src, r) in self.pick(record_keys, None, applied, out) {
                 picks.push(if src == 0 { (0, offset + r) } else { (1, r) });
             }
             if let Some(stats) = keys.as_deref_mut() {
@@ -215,9 +217,9 @@ impl Merge {
         Ok(picks)
     }
 
-    /// Which columns of row group `g` must be encoded again: those where a replaced row's new image
-    /// differs from the stored one, commit time and sequence number when a row is replaced, and the file
-    /// name.
+    /// Which columns of row group `g` must be encoded again: the data columns where a replaced row's new
+    /// image differs from the stored one (only the replaced rows are read), commit time, sequence number
+    /// and position when a row is replaced, and the file name.
     fn changed_columns(
         &self,
         old: &OldFile<'_>,
@@ -238,24 +240,39 @@ impl Merge {
         }
         encode[COMMIT_TIME] = true;
         encode[SEQNO] = true;
+        // A replaced row has a newer (or the same) position: that column is encoded without comparing.
+        // The record key and partition path of a replaced row are its stored ones.
+        let position = self.file_schema.index_of(POSITION_COLUMN).ok();
+        if let Some(p) = position {
+            encode[p] = true;
+        }
+        let compared: Vec<usize> = (0..columns)
+            .filter(|&c| !encode[c] && c != RECORD_KEY && c != PARTITION_PATH)
+            .collect();
+        if compared.is_empty() {
+            return Ok(encode);
+        }
         let selection = select_rows(replaced.iter().map(|r| r.0), picks.len());
         let batches = old
-            .reader(self, g, None, Some(selection))?
+            .reader(self, g, Some(compared.clone()), Some(selection))?
             .collect::<Result<Vec<RecordBatch>, _>>()
             .map_err(self.arrow("reading the replaced rows of"))?;
-        let stored = concat_batches(old.meta.schema(), &batches)
+        let Some(schema) = batches.first().map(|b| b.schema()) else {
+            return Err(self.bad_file("the replaced rows were not found"));
+        };
+        let stored = concat_batches(&schema, &batches)
             .map_err(self.arrow("gathering the replaced rows of"))?;
-        for (c, flag) in encode.iter_mut().enumerate().filter(|(_, f)| !**f) {
+        for (k, &c) in compared.iter().enumerate() {
             let compare = make_comparator(
-                stored.column(c).as_ref(),
+                stored.column(k).as_ref(),
                 self.new_rows.column(c).as_ref(),
                 SortOptions::default(),
             )
             .map_err(self.arrow("comparing the replaced rows of"))?;
-            *flag = replaced
+            encode[c] = replaced
                 .iter()
                 .enumerate()
-                .any(|(k, &(_, j))| compare(k, j) != Ordering::Equal);
+                .any(|(i, &(_, j))| compare(i, j) != Ordering::Equal);
         }
         Ok(encode)
     }
@@ -288,12 +305,18 @@ impl Merge {
             .filter(|&c| encode[c] && c != FILE_NAME)
             .collect();
         let placeholder = new_null_array(&DataType::Null, 0);
+        let names = self.file_names(BATCH_ROWS);
+        let position = self.file_schema.index_of(POSITION_COLUMN).ok();
+        let stored_position = read.iter().position(|&c| Some(c) == position);
         let mut at = 0;
         let mut write = |batch: Option<RecordBatch>, n: usize| -> Result<(), HudiError> {
-            let local: Vec<(usize, usize)> = picks[at..at + n]
+            let mut local: Vec<(usize, usize)> = picks[at..at + n]
                 .iter()
                 .map(|&(src, r)| if src == 0 { (0, r - at) } else { (1, r) })
                 .collect();
+            if let (Some(batch), Some(k)) = (&batch, stored_position) {
+                self.keep_newer(batch.column(k), &mut local, out)?;
+            }
             let mut columns: Vec<ArrayRef> = vec![placeholder.clone(); encode.len()];
             for (k, &c) in read.iter().enumerate() {
                 let stored = batch
@@ -302,7 +325,11 @@ impl Merge {
                     .ok_or_else(|| self.bad_file("a changed column was not read"))?;
                 columns[c] = self.merged_column(c, &stored, &local, out.rows as usize)?;
             }
-            columns[FILE_NAME] = self.file_names(n);
+            columns[FILE_NAME] = if n <= BATCH_ROWS {
+                names.slice(0, n)
+            } else {
+                self.file_names(n)
+            };
             writer.write_columns(columns, n).map_err(&parquet)?;
             out.rows += n as u64;
             at += n;
@@ -320,6 +347,36 @@ impl Merge {
             }
         }
         writer.finish_spliced_row_group().map_err(&parquet)
+    }
+
+    /// Keeps the stored row wherever its position (`stored`, the batch's rows) is newer than the update's
+    /// (the check the streamed merge makes while picking).
+    fn keep_newer(
+        &self,
+        stored: &ArrayRef,
+        picks: &mut [(usize, usize)],
+        out: &mut Merged,
+    ) -> Result<(), HudiError> {
+        let Some(p) = self.file_schema.index_of(POSITION_COLUMN).ok() else {
+            return Ok(());
+        };
+        let (Some(stored), Some(new)) = (
+            stored.as_string_opt::<i32>(),
+            self.new_rows.column(p).as_string_opt::<i32>(),
+        ) else {
+            return Err(self.bad_file("its position column is not text"));
+        };
+        for (r, pick) in picks.iter_mut().enumerate() {
+            if pick.0 == 1
+                && stored.is_valid(r)
+                && compare_order_keys(stored.value(r), new.value(pick.1)) == Ordering::Greater
+            {
+                *pick = (0, r);
+                out.updates -= 1;
+                out.stale += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Column `c` of the picked rows (`stored`: the old rows' column `c`).
