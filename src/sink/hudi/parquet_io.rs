@@ -137,6 +137,14 @@ fn gzip_level() -> GzipLevel {
     GzipLevel::try_new(4).unwrap_or_default()
 }
 
+/// Gzip level of the delta-encoded columns (sequence numbers, positions): what is left of their text
+/// after the shared prefixes compresses nearly as well at level 2, and an in-place upsert spends most of
+/// its codec time on them. Measured on the 1M-row upsert (alternating, 4 runs): level 4 → 2 cut the CPU
+/// 0.58 → 0.50 s, the wall time 0.40 → 0.36 s, for 0.6 % more bytes in the table (64.28 → 64.68 MB).
+fn prefixed_gzip() -> Compression {
+    Compression::GZIP(GzipLevel::try_new(2).unwrap_or_default())
+}
+
 /// Parquet codec for a route's `compression`.
 pub fn codec(c: crate::config::Compression) -> Compression {
     match c {
@@ -230,6 +238,9 @@ pub fn writer_options(
     for name in PREFIXED_COLUMNS {
         if schema.field_with_name(name).is_ok() {
             props = props.set_column_encoding(ColumnPath::from(*name), Encoding::DELTA_BYTE_ARRAY);
+            if let Compression::GZIP(_) = compression {
+                props = props.set_column_compression(ColumnPath::from(*name), prefixed_gzip());
+            }
         }
     }
     for name in UNFILTERED_COLUMNS {
