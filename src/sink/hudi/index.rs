@@ -97,6 +97,9 @@ pub async fn read_footer(
     Ok((meta.num_rows().max(0) as u64, FileKeys { range, bloom }))
 }
 
+/// The incoming rows by record key.
+type Wanted = HashMap<String, usize, foldhash::fast::RandomState>;
+
 /// Where an incoming row's key is stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Located {
@@ -138,20 +141,27 @@ pub async fn locate(
             }
         }
     }
-    let wanted: HashMap<&str, usize, foldhash::fast::RandomState> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.record_key.as_str(), i))
-        .collect();
+    let wanted: Arc<Wanted> = Arc::new(
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| (r.record_key.clone(), i))
+            .collect(),
+    );
+    // Each lookup on a task of its own: candidates' key columns are decoded on every core.
     let reads: Vec<_> = lookups
         .iter()
         .map(|(&g, &with_positions)| {
-            let file = groups[g].file;
-            let wanted = &wanted;
+            let (store, file, wanted) = (store.clone(), groups[g].file.clone(), wanted.clone());
+            let name = table.to_string();
             async move {
-                read_matching_keys(store, table, file, wanted, with_positions)
-                    .await
-                    .map(|hits| (g, hits))
+                let task = tokio::spawn(async move {
+                    read_matching_keys(&store, &name, &file, &wanted, with_positions).await
+                });
+                let hits = task.await.map_err(|e| HudiError::Data {
+                    table: table.to_string(),
+                    message: format!("a key lookup stopped: {e}"),
+                })??;
+                Ok::<_, HudiError>((g, hits))
             }
         })
         .collect();
@@ -190,7 +200,7 @@ async fn read_matching_keys(
     store: &Arc<dyn ObjectStore>,
     table: &str,
     file: &BaseFile,
-    wanted: &HashMap<&str, usize, foldhash::fast::RandomState>,
+    wanted: &Wanted,
     with_positions: bool,
 ) -> Result<Vec<(usize, Option<Box<str>>)>, HudiError> {
     let pq = |source| HudiError::Parquet {
