@@ -423,5 +423,4 @@ fn select_rows(rows: impl Iterator<Item = usize>, total: usize) -> RowSelection 
 }
 
 #[cfg(test)]
-#[path = "splice_tests.rs"]
 mod tests;
