@@ -73,6 +73,19 @@ pub async fn read_footer(
 ) -> Result<(u64, FileKeys), HudiError> {
     let builder = open_file(store, table, file).await?;
     let meta = builder.metadata().file_metadata();
+    Ok((
+        meta.num_rows().max(0) as u64,
+        footer_keys(meta, table, &file.path),
+    ))
+}
+
+/// What a base file's footer says about its keys (`path` names the file in a warning when its bloom
+/// filter cannot be read: it is then a candidate for every key in its range).
+pub fn footer_keys(
+    meta: &parquet::file::metadata::FileMetaData,
+    table: &str,
+    path: &object_store::path::Path,
+) -> FileKeys {
     let footer: HashMap<&str, &str> = meta
         .key_value_metadata()
         .map(|kvs| {
@@ -90,11 +103,11 @@ pub async fn read_footer(
         .and_then(|text| match DynamicBloomFilter::deserialize(text) {
             Ok(b) => Some(b),
             Err(e) => {
-                tracing::warn!(table, file = %file.path, error = %e, "unreadable bloom filter: the file is a candidate for every key in its range");
+                tracing::warn!(table, file = %path, error = %e, "unreadable bloom filter: the file is a candidate for every key in its range");
                 None
             }
         });
-    Ok((meta.num_rows().max(0) as u64, FileKeys { range, bloom }))
+    FileKeys { range, bloom }
 }
 
 /// The incoming rows by record key.

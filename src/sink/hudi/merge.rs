@@ -6,7 +6,7 @@
 use super::bloom::{DynamicBloomFilter, BLOOM_FILTER_KEY, BLOOM_TYPE_CODE_KEY, DYNAMIC_V0};
 use super::column_writer::ParallelWriter;
 use super::error::HudiError;
-use super::index::{FileKeys, MAX_KEY, MIN_KEY};
+use super::index::{footer_keys, FileKeys, MAX_KEY, MIN_KEY};
 use super::splice::OldFile;
 use crate::schema::POSITION_COLUMN;
 use arrow::array::{
@@ -93,22 +93,24 @@ impl KeyStats {
         }
     }
 
-    /// The key range and dynamic bloom filter of a file's footer (`None` if any is missing or of
-    /// another kind): with the appended keys added, it holds the same keys as a filter built afresh.
-    fn from_footer(meta: &parquet::file::metadata::FileMetaData) -> Option<Self> {
+    /// The key range and dynamic bloom filter of an old file's footer ([`footer_keys`]; `None` if one is
+    /// missing or the filter is of another kind): with the appended keys added, it holds the same keys as
+    /// a filter built afresh.
+    fn from_footer(
+        meta: &parquet::file::metadata::FileMetaData,
+        merge: &Merge,
+        old: &Path,
+    ) -> Option<Self> {
         let kvs = meta.key_value_metadata()?;
-        let get = |key: &str| {
-            kvs.iter()
-                .find(|kv| kv.key == key)
-                .and_then(|kv| kv.value.as_deref())
-        };
-        if get(BLOOM_TYPE_CODE_KEY)? != DYNAMIC_V0 {
+        let type_code = kvs.iter().find(|kv| kv.key == BLOOM_TYPE_CODE_KEY)?;
+        if type_code.value.as_deref() != Some(DYNAMIC_V0) {
             return None;
         }
-        let bloom = DynamicBloomFilter::deserialize(get(BLOOM_FILTER_KEY)?).ok()?;
+        let keys = footer_keys(meta, &merge.table, old);
+        let ((min, max), bloom) = (keys.range?, keys.bloom?);
         Some(KeyStats {
-            min: Some(get(MIN_KEY)?.to_string()),
-            max: Some(get(MAX_KEY)?.to_string()),
+            min: Some(min),
+            max: Some(max),
             bloom,
         })
     }
@@ -169,7 +171,9 @@ impl Merge {
             // one plus the appended keys, so the old rows' keys need not be hashed again.
             let seeded = self
                 .keeps_every_stored_key()
-                .then(|| KeyStats::from_footer(builder.metadata().file_metadata()))
+                .then(|| {
+                    KeyStats::from_footer(builder.metadata().file_metadata(), &self, &old_path)
+                })
                 .flatten();
             let track_old_keys = seeded.is_none();
             if let Some(seed) = seeded {
@@ -187,14 +191,8 @@ impl Merge {
                 let reader = builder.build().map_err(self.parquet(&old_path))?;
                 for batch in reader {
                     let batch = batch.map_err(self.arrow("reading the old file of"))?;
-                    let batch = align(&batch, &self.file_schema).map_err(self.arrow("aligning"))?;
-                    let positions = batch
-                        .column_by_name(POSITION_COLUMN)
-                        .and_then(|c| c.as_string_opt::<i32>());
-                    let keys = batch.column(2).as_string::<i32>();
-                    let picks = self.pick(keys, positions, &mut applied, &mut out);
                     let keys = track_old_keys.then_some(&mut stats);
-                    self.write(&mut writer, &batch, &picks, keys, &mut out)?;
+                    self.merge_old_batch(&mut writer, &batch, keys, &mut applied, &mut out)?;
                 }
             }
         }
@@ -217,6 +215,32 @@ impl Merge {
             self.write(&mut writer, &empty, &picks, Some(&mut stats), &mut out)?;
         }
         self.finish(writer, stats, out)
+    }
+
+    /// Merges a batch of the old file's rows into the new file, row by row.
+    pub(super) fn merge_old_batch(
+        &self,
+        writer: &mut ParallelWriter,
+        batch: &RecordBatch,
+        keys: Option<&mut KeyStats>,
+        applied: &mut KeyMap<()>,
+        out: &mut Merged,
+    ) -> Result<(), HudiError> {
+        let batch = align(batch, &self.file_schema).map_err(self.arrow("aligning"))?;
+        let Some(record_keys) = batch.column(2).as_string_opt::<i32>() else {
+            return Err(HudiError::Data {
+                table: self.table.clone(),
+                message: format!(
+                    "rewriting {}: the old file's record keys are not text",
+                    self.path
+                ),
+            });
+        };
+        let positions = batch
+            .column_by_name(POSITION_COLUMN)
+            .and_then(|c| c.as_string_opt::<i32>());
+        let picks = self.pick(record_keys, positions, applied, out);
+        self.write(writer, &batch, &picks, keys, out)
     }
 
     /// True when no change drops a stored row (no delete, no key moving to another partition).
@@ -264,7 +288,7 @@ impl Merge {
     }
 
     /// Writes the picked rows with this file's sequence numbers and name.
-    pub(super) fn write(
+    fn write(
         &self,
         writer: &mut ParallelWriter,
         old: &RecordBatch,

@@ -169,17 +169,9 @@ impl Merge {
         applied: &mut KeyMap<()>,
         out: &mut Merged,
     ) -> Result<(), HudiError> {
-        let position = self.file_schema.index_of(POSITION_COLUMN).ok();
         for batch in old.reader(self, g, None, None)? {
             let batch = batch.map_err(self.arrow("reading the old file of"))?;
-            let batch = RecordBatch::try_new(self.file_schema.clone(), batch.columns().to_vec())
-                .map_err(self.arrow("aligning"))?;
-            let Some(record_keys) = batch.column(2).as_string_opt::<i32>() else {
-                return Err(self.bad_file("its record key column is not text"));
-            };
-            let positions = position.and_then(|p| batch.column(p).as_string_opt::<i32>());
-            let picks = self.pick(record_keys, positions, applied, out);
-            self.write(writer, &batch, &picks, keys.as_deref_mut(), out)?;
+            self.merge_old_batch(writer, &batch, keys.as_deref_mut(), applied, out)?;
         }
         Ok(())
     }
