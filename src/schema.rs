@@ -160,6 +160,16 @@ pub fn null_column(ty: LogicalType, len: usize) -> ArrayRef {
     new_null_array(&arrow_type(ty), len)
 }
 
+/// [`coerce`] of a borrowed value: a decimal's text is read where it is, not copied first.
+pub fn coerce_ref(value: &Value, ty: LogicalType) -> Result<Value, String> {
+    match (value, ty) {
+        (Value::String(s), LogicalType::Decimal { precision, scale }) => {
+            conv::decimal_from_text(s, precision, scale)
+        }
+        _ => coerce(value.clone(), ty),
+    }
+}
+
 /// Converts `value` to `ty` without losing information, or says why it cannot.
 ///
 /// Lossless widenings are allowed (int → bigint/double/decimal, float → double, decimal to a larger scale,

@@ -3,9 +3,10 @@
 use super::route::{RouteSpec, HIVE_DEFAULT_PARTITION};
 use super::FoldEntry;
 use crate::config::OnDelete;
-use crate::schema::coerce;
+use crate::schema::coerce_ref;
 use crate::sink::RowChange;
-use lakefold_api::{ChangeEvent, Position, Value};
+use lakefold_api::{ChangeEvent, LogicalType, Position, Value};
+use std::fmt::Write;
 
 /// What a route makes of an event.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +17,16 @@ pub enum Projected {
     Ignored,
 }
 
+/// Reusable buffers of one route's projection, kept by its fold: the values of an entry that a newer
+/// image replaces come back here, so the next event's texts are written into their strings instead of
+/// new ones, and the key and partition texts are built in place before any map lookup.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    pub(super) values: Vec<Value>,
+    pub(super) key: String,
+    pub(super) partition: String,
+}
+
 /// Projects `event` through `route`. Fixes still-undecided column types from the event (its declared
 /// Debezium types, else its values). An `Err` is a record that does not fit the route: it goes to the
 /// dead-letter table with this message.
@@ -24,9 +35,30 @@ pub fn project(
     event: &ChangeEvent,
     position: &Position,
 ) -> Result<Projected, String> {
+    let mut scratch = Scratch::default();
+    let Some(is_delete) = project_parts(route, event, &mut scratch)? else {
+        return Ok(Projected::Ignored);
+    };
+    let (change, position_slot) = change_of(route, is_delete, scratch.values);
+    Ok(Projected::Entry(FoldEntry {
+        record_key: scratch.key,
+        partition_path: scratch.partition,
+        position: position.clone(),
+        position_slot,
+        change,
+    }))
+}
+
+/// [`project`]'s work into `scratch`: the image's values (reusing the strings already there), the
+/// record key and the partition path. `None` when the route ignores the event; else whether it deletes.
+pub(super) fn project_parts(
+    route: &mut RouteSpec,
+    event: &ChangeEvent,
+    scratch: &mut Scratch,
+) -> Result<Option<bool>, String> {
     let is_delete = event.op.is_delete();
     if is_delete && route.on_delete == OnDelete::Ignore {
-        return Ok(Projected::Ignored);
+        return Ok(None);
     }
     let image = event
         .image()
@@ -39,8 +71,8 @@ pub fn project(
     } else {
         Vec::new()
     };
-    let mut values = Vec::with_capacity(route.projection.len() + 2);
     let positions = route.column_positions(&image.fields);
+    let values = &mut scratch.values;
     for (i, (out, input)) in route.projection.iter().enumerate() {
         let (declared, value) = match positions
             .get(i)
@@ -48,86 +80,107 @@ pub fn project(
             .flatten()
             .and_then(|p| image.at(p))
         {
-            Some((field, value)) => (field.ty, value.clone()),
+            Some((field, value)) => (field.ty, value),
             None if route.key.contains(&i) => {
                 return Err(format!("key column `{input}` is missing from the row"))
             }
-            None => (None, Value::Null),
+            None => (None, &Value::Null),
         };
         if undecided && types[i].is_none() {
             types[i] = declared.or_else(|| value.natural_type());
         }
         let ty = if undecided { types[i] } else { route.types[i] };
-        let value = match ty {
-            Some(ty) => coerce(value, ty).map_err(|e| format!("column `{out}`: {e}"))?,
-            None => value,
-        };
-        values.push(value);
+        if i == values.len() {
+            values.push(Value::Null);
+        }
+        assign(&mut values[i], value, ty).map_err(|e| format!("column `{out}`: {e}"))?;
     }
+    values.truncate(route.projection.len());
     for &k in &route.key {
         if values[k].is_null() {
             return Err(format!("key column `{}` is null", route.projection[k].1));
         }
     }
-    let record_key = if !route.complex_keys {
-        route
-            .key
-            .first()
-            .map(|&k| values[k].to_string())
-            .unwrap_or_default()
-    } else {
-        // As Hudi's KeyGenUtils encodes them: `col:value`, an empty value as `__empty__`.
-        route
-            .key
-            .iter()
-            .map(|&k| {
-                let v = values[k].to_string();
-                let v = if v.is_empty() {
-                    "__empty__".to_string()
-                } else {
-                    v
-                };
-                format!("{}:{v}", route.projection[k].0)
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let partition_path = route
-        .partition_by
-        .iter()
-        .map(|&p| {
-            let v = &values[p];
-            // As Hudi's KeyGenUtils: a null or empty value is the default partition.
-            let text = match v.to_string() {
-                t if v.is_null() || t.is_empty() => HIVE_DEFAULT_PARTITION.to_string(),
-                t => t,
-            };
-            format!("{}={}", route.projection[p].0, text)
-        })
-        .collect::<Vec<_>>()
-        .join("/");
+    key_text(route, values, &mut scratch.key);
+    partition_text(route, values, &mut scratch.partition);
     if undecided {
         route.types = types;
     }
-    let mut position_slot = None;
-    let change = if is_delete && route.on_delete == OnDelete::Delete {
-        RowChange::Delete
-    } else {
-        // The position column's text is built when the fold is drained, for the surviving image only.
-        position_slot = Some(values.len());
-        values.push(Value::Null);
-        if route.on_delete == OnDelete::Soft {
-            values.push(Value::Bool(is_delete));
+    Ok(Some(is_delete))
+}
+
+/// `slot = coerce(value, ty)`, writing a string into the string already in `slot`.
+fn assign(slot: &mut Value, value: &Value, ty: Option<LogicalType>) -> Result<(), String> {
+    match (value, ty, &mut *slot) {
+        (Value::String(text), None | Some(LogicalType::String), Value::String(buf)) => {
+            buf.clear();
+            buf.push_str(text);
         }
-        RowChange::Upsert(values)
-    };
-    Ok(Projected::Entry(FoldEntry {
-        record_key,
-        partition_path,
-        position: position.clone(),
-        position_slot,
-        change,
-    }))
+        (_, Some(ty), _) => *slot = coerce_ref(value, ty)?,
+        (_, None, _) => slot.clone_from(value),
+    }
+    Ok(())
+}
+
+/// The record key: the bare value of one key column, or as Hudi's KeyGenUtils encodes several
+/// (`col:value,...`, an empty value as `__empty__`).
+fn key_text(route: &RouteSpec, values: &[Value], out: &mut String) {
+    out.clear();
+    if !route.complex_keys {
+        if let Some(&k) = route.key.first() {
+            let _ = write!(out, "{}", values[k]);
+        }
+        return;
+    }
+    for (j, &k) in route.key.iter().enumerate() {
+        if j > 0 {
+            out.push(',');
+        }
+        out.push_str(&route.projection[k].0);
+        out.push(':');
+        let start = out.len();
+        let _ = write!(out, "{}", values[k]);
+        if out.len() == start {
+            out.push_str("__empty__");
+        }
+    }
+}
+
+/// The Hive-style partition path; as Hudi's KeyGenUtils, a null or empty value is the default partition.
+fn partition_text(route: &RouteSpec, values: &[Value], out: &mut String) {
+    out.clear();
+    for (j, &p) in route.partition_by.iter().enumerate() {
+        if j > 0 {
+            out.push('/');
+        }
+        out.push_str(&route.projection[p].0);
+        out.push('=');
+        let start = out.len();
+        let v = &values[p];
+        let _ = write!(out, "{v}");
+        if v.is_null() || out.len() == start {
+            out.truncate(start);
+            out.push_str(HIVE_DEFAULT_PARTITION);
+        }
+    }
+}
+
+/// The change a projected image makes: a delete, or the values with the position column (its text is
+/// built when the fold is drained, for the surviving image only) and the soft-delete flag.
+pub(super) fn change_of(
+    route: &RouteSpec,
+    is_delete: bool,
+    mut values: Vec<Value>,
+) -> (RowChange, Option<usize>) {
+    if is_delete && route.on_delete == OnDelete::Delete {
+        return (RowChange::Delete, None);
+    }
+    let slot = values.len();
+    values.push(Value::Null);
+    if route.on_delete == OnDelete::Soft {
+        values.push(Value::Bool(is_delete));
+    }
+    (RowChange::Upsert(values), Some(slot))
 }
 
 /// Types still undecided when a commit is written become strings; report them so operators can declare
@@ -354,5 +407,84 @@ mod tests {
         assert!(project(&mut r, &wrong, &at(4))
             .unwrap_err()
             .contains("column `k`"));
+    }
+
+    #[test]
+    fn folding_in_place_keeps_what_projecting_then_adding_keeps() {
+        use crate::fold::Fold;
+        let routes = || {
+            let mut typed = route(OnDelete::Delete, &["k"], &["k", "v", "d"], &[]);
+            typed.types = vec![
+                Some(LogicalType::Bigint),
+                Some(LogicalType::String),
+                Some(LogicalType::Decimal {
+                    precision: 18,
+                    scale: 2,
+                }),
+            ];
+            vec![
+                typed,
+                route(OnDelete::Soft, &["k", "v"], &["k", "v", "p"], &["p"]),
+                route(OnDelete::Ignore, &["v"], &["v", "k"], &[]),
+                route(OnDelete::Delete, &["k"], &["k", "v"], &["v", "p"]),
+            ]
+        };
+        let (mut slow, mut fast) = (routes(), routes());
+        let mut slow_folds: Vec<Fold> = slow.iter().map(|_| Fold::default()).collect();
+        let mut fast_folds: Vec<Fold> = fast.iter().map(|_| Fold::default()).collect();
+        let text = |n: u64| Value::String("x".repeat((n % 7) as usize));
+        for n in 0..400u64 {
+            let op = match n % 5 {
+                0 => Op::Delete,
+                1 => Op::Update,
+                _ => Op::Create,
+            };
+            let k = match n % 23 {
+                0 => Value::Null,
+                1 => Value::String("not a number".into()),
+                _ => Value::Bigint((n % 9) as i64),
+            };
+            let d = match n % 11 {
+                0 => Value::String("1.005".into()),
+                1 => Value::String("oops".into()),
+                _ => Value::String(format!("{}.{}", n, n % 100)),
+            };
+            let p = if n % 4 == 0 { Value::Null } else { text(n / 3) };
+            let mut pairs = vec![("k", k), ("v", text(n)), ("d", d), ("p", p)];
+            if n % 31 == 0 {
+                pairs.remove(0);
+            }
+            let e = event(op, &pairs);
+            // Positions out of order now and then: an older image must lose.
+            let pos = at(if n % 13 == 0 { n / 2 } else { n });
+            for i in 0..slow.len() {
+                let expected = project(&mut slow[i], &e, &pos).map(|p| match p {
+                    Projected::Entry(entry) => {
+                        slow_folds[i].add(entry);
+                        true
+                    }
+                    Projected::Ignored => false,
+                });
+                let got = fast_folds[i].fold_event(&mut fast[i], &e, &pos);
+                assert_eq!(got, expected, "event {n}, route {i}");
+                // Reused buffers may hold more capacity than fresh ones: each count matches its entries.
+                assert_eq!(
+                    fast_folds[i].bytes(),
+                    fast_folds[i].recount(),
+                    "event {n}, route {i}"
+                );
+            }
+            if n % 100 == 99 {
+                for (a, b) in slow_folds.iter_mut().zip(&mut fast_folds) {
+                    let (a, b) = (a.drain(), b.drain());
+                    assert!(!a.is_empty());
+                    assert_eq!(a, b, "drained after event {n}");
+                }
+            }
+        }
+        assert_eq!(
+            slow.iter().map(|r| r.types.clone()).collect::<Vec<_>>(),
+            fast.iter().map(|r| r.types.clone()).collect::<Vec<_>>()
+        );
     }
 }

@@ -4,7 +4,6 @@
 
 use super::dead_letter::DeadLetter;
 use super::state::{DeadLetterState, RouteState, RunSummary, SourceState};
-use crate::fold::{project, Projected};
 use crate::metrics::events::{BatchRead, DeadLettered};
 use crate::sink::SourceCheckpoints;
 use lakefold_api::{Decoded, SourceRecord};
@@ -69,15 +68,17 @@ pub(super) fn dispatch<'a>(
             {
                 continue;
             }
-            match project(&mut route.spec, event, &record.position) {
-                Ok(Projected::Entry(entry)) => {
-                    route.fold.add(entry);
+            match route
+                .fold
+                .fold_event(&mut route.spec, event, &record.position)
+            {
+                Ok(true) => {
                     if let Some(ts) = event.source_ts_ms {
                         route.newest_change_ms =
                             Some(route.newest_change_ms.map_or(ts, |t| t.max(ts)));
                     }
                 }
-                Ok(Projected::Ignored) => {}
+                Ok(false) => {}
                 Err(error) => reject(Some(route.spec.table.clone()), error),
             }
         }

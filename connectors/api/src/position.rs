@@ -31,10 +31,15 @@ impl FromStr for Lsn {
             .strip_prefix("0x")
             .or_else(|| s.strip_prefix("0X"))
             .unwrap_or(s);
-        let parts: Vec<&str> = s.split(':').collect();
-        let (vlf, block, slot) = match parts.as_slice() {
-            [v, b, sl] => (*v, *b, *sl),
-            [whole] if whole.len() == 20 => (&whole[0..8], &whole[8..16], &whole[16..20]),
+        let mut parts = s.split(':');
+        let (vlf, block, slot) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(v), Some(b), Some(sl), None) => (v, b, sl),
+            (Some(whole), None, None, None) if whole.len() == 20 => {
+                match (whole.get(0..8), whole.get(8..16), whole.get(16..20)) {
+                    (Some(v), Some(b), Some(sl)) => (v, b, sl),
+                    _ => return Err(err()),
+                }
+            }
             _ => return Err(err()),
         };
         let hex = |t: &str, max_len: usize| -> Result<u128, LsnParseError> {
@@ -237,6 +242,9 @@ mod tests {
         assert_eq!(lsn("0000002B00000AB80003"), lsn("0000002b:00000ab8:0003"));
         assert!("zz:00:00".parse::<Lsn>().is_err());
         assert!("1:2".parse::<Lsn>().is_err());
+        assert!("1:2:3:4".parse::<Lsn>().is_err());
+        // Twenty bytes whose character boundaries are not at 8 and 16: an error, not a panic.
+        assert!("0000000é0000000000".parse::<Lsn>().is_err());
     }
 
     #[test]

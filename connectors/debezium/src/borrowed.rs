@@ -219,7 +219,9 @@ pub(crate) fn decode_envelope_borrowed(
     fields: &FieldCache,
 ) -> Option<Decoding> {
     // ExtractNewRecordState markers (or any `__` key) make the tree decoder decide the form.
-    if memchr::memmem::find(bytes, b"\"__").is_some() {
+    static MARKER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"__"));
+    if MARKER.find(bytes).is_some() {
         return None;
     }
     let env: Envelope = serde_json::from_slice(bytes).ok()?;

@@ -41,7 +41,10 @@ impl JsonDecoder {
 
     /// Decodes one message, exactly as [`decode_json`] does.
     pub fn decode(&self, bytes: &[u8]) -> Decoding {
-        let Ok(envelope) = serde_json::from_slice::<SchemaEnvelope>(bytes) else {
+        let embedded = may_embed_schema(bytes)
+            .then(|| serde_json::from_slice::<SchemaEnvelope>(bytes).ok())
+            .flatten();
+        let Some(envelope) = embedded else {
             return decode_envelope_borrowed(bytes, None, &self.fields)
                 .unwrap_or_else(|| decode_json_uncached(bytes));
         };
@@ -78,6 +81,27 @@ impl JsonDecoder {
             cache.insert(schema.into(), parsed.clone());
         }
         parsed
+    }
+}
+
+/// False when the message cannot be the `{"schema", "payload"}` envelope because its first key, written
+/// plainly, is another one: reading it as that envelope would stop there with an error, and building the
+/// error (a formatted message) costs more than this look. Anything else (`true`) is tried.
+fn may_embed_schema(bytes: &[u8]) -> bool {
+    let skip_ws = |b: &[u8]| -> usize { b.iter().take_while(|c| c.is_ascii_whitespace()).count() };
+    let rest = &bytes[skip_ws(bytes)..];
+    let Some(rest) = rest.strip_prefix(b"{") else {
+        return true;
+    };
+    let rest = &rest[skip_ws(rest)..];
+    let Some(key) = rest.strip_prefix(b"\"") else {
+        return true;
+    };
+    match memchr::memchr2(b'"', b'\\', key) {
+        // A plain key: its text is the name.
+        Some(end) if key[end] == b'"' => matches!(&key[..end], b"schema" | b"payload"),
+        // An escape (the name is known once unescaped) or no end: tried.
+        _ => true,
     }
 }
 
@@ -214,6 +238,40 @@ mod cached_decoder_tests {
             &crate::borrowed::FieldCache::default()
         )
         .is_some());
+    }
+
+    #[test]
+    fn the_schema_envelope_is_recognised_by_its_first_key_written_in_any_form() {
+        let decoder = JsonDecoder::new();
+        let schema = r#"{"type":"struct","fields":[{"type":"struct","field":"after","fields":[{"type":"int32","field":"id"}]}]}"#;
+        let payload = r#"{"op":"c","after":{"id":7},"source":{"table":"T"}}"#;
+        let forms = [
+            format!(r#"{{"schema":{schema},"payload":{payload}}}"#),
+            format!(r#" {{ "payload":{payload},"schema":{schema}}}"#),
+            format!(r#"{{"sch\u0065ma":{schema},"payload":{payload}}}"#),
+            format!(r#"{{"\u0070ayload":{payload},"schema":{schema}}}"#),
+            format!(r#"{{"schemas":{schema},"payload":{payload}}}"#),
+            format!(r#"{{"schema":{schema},"payload":{payload},"extra":1}}"#),
+            format!("\t{{\n\"schema\":{schema},\"payload\":{payload}}}"),
+            "{\"schema\"".to_string(),
+            "{\"".to_string(),
+            "{".to_string(),
+            "".to_string(),
+        ];
+        for m in &forms {
+            assert_eq!(
+                decoder.decode(m.as_bytes()),
+                decode_json(m.as_bytes()),
+                "{m}"
+            );
+        }
+        assert!(may_embed_schema(forms[0].as_bytes()));
+        assert!(
+            may_embed_schema(forms[2].as_bytes()),
+            "an escaped key is tried"
+        );
+        assert!(!may_embed_schema(payload.as_bytes()));
+        assert!(!may_embed_schema(forms[4].as_bytes()));
     }
 
     #[test]

@@ -23,7 +23,16 @@ pub struct FileSource {
     /// have finished it. When draining (`--once`), it is read.
     follow: bool,
     decoder: std::sync::Arc<JsonDecoder>,
+    /// The bytes the last poll read: the next poll's buffer starts that large, so it is not grown (and
+    /// copied) line after line.
+    last_poll_bytes: usize,
+    /// The buffers of the last polls: once their records are gone, the oldest is read into again rather
+    /// than a new one allocated (whose pages the kernel would have to zero).
+    spent: std::collections::VecDeque<Bytes>,
 }
+
+/// Buffers of earlier polls kept for reuse (the one being folded, and the one before it).
+const SPENT_BUFFERS: usize = 2;
 
 /// Below this many lines a batch is decoded on the calling thread.
 const PARALLEL_DECODE_MIN: usize = 512;
@@ -91,7 +100,23 @@ impl FileSource {
             offset,
             follow,
             decoder: std::sync::Arc::new(JsonDecoder::new()),
+            last_poll_bytes: 0,
+            spent: std::collections::VecDeque::new(),
         })
+    }
+
+    /// An empty buffer of at least `capacity` bytes: the oldest spent one if nothing else holds it any
+    /// more (a dead letter may keep its record's bytes), else a new one.
+    fn buffer(&mut self, capacity: usize) -> Vec<u8> {
+        if self.spent.len() >= SPENT_BUFFERS {
+            if let Some(Ok(reused)) = self.spent.pop_front().map(Bytes::try_into_mut) {
+                let mut reused = Vec::from(reused);
+                reused.clear();
+                reused.reserve_exact(capacity);
+                return reused;
+            }
+        }
+        Vec::with_capacity(capacity)
     }
 
     /// True when the file grows within a short wait: a line without its newline is still being written.
@@ -116,8 +141,11 @@ impl FileSource {
     /// are read into one buffer (each record's raw bytes are a slice of it) and decoded on every core,
     /// in line order.
     pub async fn poll(&mut self, limits: BatchLimits) -> Result<ChangeBatch, SourceError> {
-        let mut buf = Vec::new();
-        let mut lines: Vec<(u64, u64, std::ops::Range<usize>)> = Vec::new();
+        let mut buf = self.buffer(
+            (self.last_poll_bytes + self.last_poll_bytes / 8 + (64 << 10)).min(limits.max_bytes),
+        );
+        let mut lines: Vec<(u64, u64, std::ops::Range<usize>)> =
+            Vec::with_capacity(limits.max_records.min(1 << 16));
         let mut caught_up = false;
         while lines.len() < limits.max_records && buf.len() < limits.max_bytes {
             let start = buf.len();
@@ -153,7 +181,9 @@ impl FileSource {
             let end = start + trim_line_end(&buf[start..]).len();
             lines.push((self.line, self.offset, start..end));
         }
+        self.last_poll_bytes = buf.len();
         let buf = Bytes::from(buf);
+        self.spent.push_back(buf.clone());
         // Decoding is CPU work: on the blocking pool, so the caller can fold the previous batch meanwhile.
         let (decoder, shared) = (self.decoder.clone(), buf.clone());
         let (lines, decoded) = tokio::task::spawn_blocking(move || {
@@ -400,5 +430,37 @@ mod tests {
             got.push(src.poll(limits).await.unwrap().records.len());
         }
         assert_eq!(got, vec![4, 4, 2, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_spent_buffer_is_read_into_again_only_once_nothing_holds_it() {
+        let text: String = (10..50).map(|i| format!("{{\"line\":{i}}}\n")).collect();
+        let (_d, path) = write_file(&text);
+        let mut src = FileSource::open("e", path, None, false).await.unwrap();
+        let limits = BatchLimits {
+            max_records: 4,
+            max_bytes: 1 << 20,
+        };
+        let start = |b: &ChangeBatch| b.records[0].raw.as_ptr();
+        // A record held (as a dead letter holds its bytes): its buffer is not reused.
+        let held = src.poll(limits).await.unwrap().records.remove(0);
+        let second = src.poll(limits).await.unwrap();
+        let second_at = start(&second);
+        drop(second);
+        let mut starts = Vec::new();
+        for _ in 0..4 {
+            let batch = src.poll(limits).await.unwrap();
+            starts.push(start(&batch));
+        }
+        assert_eq!(
+            &held.raw[..],
+            b"{\"line\":10}",
+            "a held record keeps its bytes"
+        );
+        assert!(!starts.contains(&held.raw.as_ptr()));
+        assert_eq!(
+            starts[1], second_at,
+            "the second poll's buffer, once free, is reused"
+        );
     }
 }

@@ -404,6 +404,10 @@ impl HudiTable {
         let result = self
             .write_commit(schema, &rows, layout, extra, view, work)
             .await;
+        // Freeing a large commit's rows takes a while: not on the way to the next commit.
+        if rows.len() >= 4096 {
+            tokio::task::spawn_blocking(move || drop(rows));
+        }
         match result {
             Ok((mut summary, new_view)) => {
                 self.view = Some(new_view);
