@@ -26,20 +26,23 @@ pub struct FoldEntry {
 impl FoldEntry {
     /// What the fold holds for this entry, in bytes: the entry, its key, partition and values, the
     /// position text it will carry when drained, and the map's slot overhead.
-    fn held_bytes(&self, key: &str) -> usize {
+    fn held_bytes(&self, key_len: usize) -> usize {
         const ORDER_KEY: usize = 112;
         let values = self.change.held_bytes();
         let slot = std::mem::size_of::<(String, FoldEntry)>() * 8 / 7 + 1;
-        slot + key.len() + self.partition_path.len() + values + ORDER_KEY
+        slot + key_len + self.partition_path.len() + values + ORDER_KEY
     }
 }
 
 /// Per-key last value of one route for the batch being built. The key lives once, as the map's key (the
-/// stored entries' `record_key` is empty until `drain`); the map hashes with foldhash (keys are not
+/// stored entries' `record_key` is empty until `drain`); the maps hash with foldhash (keys are not
 /// attacker-chosen in a way that matters here: a collision costs time, never correctness).
 #[derive(Debug, Default)]
 pub struct Fold {
     entries: HashMap<String, FoldEntry, foldhash::fast::RandomState>,
+    /// Entries whose record key is one integer column, by its value (its text, the record key, is written
+    /// when drained): no text built, hashed or compared per event.
+    ints: HashMap<i64, FoldEntry, foldhash::fast::RandomState>,
     /// What the entries hold ([`FoldEntry::held_bytes`]), for `[commit] max_bytes`.
     bytes: usize,
     /// [`Fold::fold_event`]'s buffers.
@@ -53,14 +56,14 @@ impl Fold {
         match self.entries.entry(key) {
             Entry::Occupied(mut existing) => {
                 if existing.get().position < entry.position {
-                    let added = entry.held_bytes(existing.key());
+                    let key_len = existing.key().len();
+                    let added = entry.held_bytes(key_len);
                     let old = existing.insert(entry);
-                    self.bytes =
-                        (self.bytes + added).saturating_sub(old.held_bytes(existing.key()));
+                    self.bytes = (self.bytes + added).saturating_sub(old.held_bytes(key_len));
                 }
             }
             Entry::Vacant(slot) => {
-                self.bytes += entry.held_bytes(slot.key());
+                self.bytes += entry.held_bytes(slot.key().len());
                 slot.insert(entry);
             }
         }
@@ -95,22 +98,32 @@ impl Fold {
         position: &Position,
         scratch: &mut Scratch,
     ) {
-        let key = scratch.key.as_str();
         let values = std::mem::take(&mut scratch.values);
-        match self.entries.get_mut(key) {
+        let (existing, key_len) = match scratch.int_key {
+            Some(k) => (self.ints.get_mut(&k), decimal_len(k)),
+            None => (
+                self.entries.get_mut(scratch.key.as_str()),
+                scratch.key.len(),
+            ),
+        };
+        match existing {
             Some(existing) if existing.position >= *position => scratch.values = values,
             Some(existing) => {
-                let held = existing.held_bytes(key);
+                let held = existing.held_bytes(key_len);
                 let (change, slot) = project::change_of(route, is_delete, values);
                 if let RowChange::Upsert(old) = std::mem::replace(&mut existing.change, change) {
                     scratch.values = old;
                 }
                 existing.position.clone_from(position);
                 existing.position_slot = slot;
-                if existing.partition_path != scratch.partition {
+                // (Most routes have no partition: two empty paths are not compared.)
+                let same_partition = existing.partition_path.is_empty()
+                    && scratch.partition.is_empty()
+                    || existing.partition_path == scratch.partition;
+                if !same_partition {
                     existing.partition_path.clone_from(&scratch.partition);
                 }
-                self.bytes = (self.bytes + existing.held_bytes(key)).saturating_sub(held);
+                self.bytes = (self.bytes + existing.held_bytes(key_len)).saturating_sub(held);
             }
             None => {
                 let (change, position_slot) = project::change_of(route, is_delete, values);
@@ -121,8 +134,11 @@ impl Fold {
                     position_slot,
                     change,
                 };
-                self.bytes += entry.held_bytes(key);
-                self.entries.insert(key.to_string(), entry);
+                self.bytes += entry.held_bytes(key_len);
+                match scratch.int_key {
+                    Some(k) => self.ints.insert(k, entry),
+                    None => self.entries.insert(scratch.key.clone(), entry),
+                };
             }
         }
     }
@@ -130,7 +146,9 @@ impl Fold {
     /// [`Fold::bytes`] counted again from the entries.
     #[cfg(test)]
     pub(crate) fn recount(&self) -> usize {
-        self.entries.iter().map(|(k, e)| e.held_bytes(k)).sum()
+        let texts = self.entries.iter().map(|(k, e)| e.held_bytes(k.len()));
+        let ints = self.ints.iter().map(|(k, e)| e.held_bytes(decimal_len(*k)));
+        texts.chain(ints).sum()
     }
 
     /// Bytes the fold holds now.
@@ -139,20 +157,39 @@ impl Fold {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.ints.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.ints.is_empty()
     }
 
     /// Takes the folded rows (sorted by key for deterministic files) as rows for the sink.
     pub fn drain(&mut self) -> Vec<StagedRow> {
-        // Taken whole, so the map's table is freed now rather than held through the commit.
-        let entries = std::mem::take(&mut self.entries);
+        // Taken whole, so the maps' tables are freed now rather than held through the commit.
+        let mut entries = std::mem::take(&mut self.entries);
+        let ints = std::mem::take(&mut self.ints);
         self.bytes = 0;
-        let mut rows: Vec<StagedRow> = entries
-            .into_iter()
+        let ints = ints.into_iter().map(|(k, e)| (k.to_string(), e));
+        let all: Box<dyn Iterator<Item = (String, FoldEntry)>> = if entries.is_empty() {
+            Box::new(ints)
+        } else {
+            // A key folded both as an integer and as text (a column whose type was still undecided):
+            // one entry, the newer.
+            for (key, e) in ints {
+                match entries.entry(key) {
+                    Entry::Occupied(mut o) if o.get().position < e.position => {
+                        o.insert(e);
+                    }
+                    Entry::Occupied(_) => {}
+                    Entry::Vacant(v) => {
+                        v.insert(e);
+                    }
+                }
+            }
+            Box::new(entries.into_iter())
+        };
+        let mut rows: Vec<StagedRow> = all
             .map(|(record_key, mut e)| {
                 let position = e.position.order_key();
                 if let (RowChange::Upsert(values), Some(slot)) = (&mut e.change, e.position_slot) {
@@ -172,6 +209,15 @@ impl Fold {
         rows.sort_unstable_by(|a, b| a.record_key.cmp(&b.record_key));
         rows
     }
+}
+
+/// The length of `k`'s decimal text.
+fn decimal_len(k: i64) -> usize {
+    let digits = k
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |d| d as usize + 1);
+    digits + usize::from(k < 0)
 }
 
 #[cfg(test)]
@@ -220,5 +266,83 @@ mod tests {
         fold.add(entry("7", 100, 1, "a"));
         assert_eq!(fold.len(), 1);
         assert!(fold.drain()[0].position.ends_with("Lb1"), "line 1");
+    }
+
+    #[test]
+    fn a_key_folded_as_an_integer_and_as_text_drains_once_the_newer() {
+        use crate::config::{ByteSize, Columns, Compression, OnDelete, RouteConfig};
+        let cfg = RouteConfig {
+            table: "t".into(),
+            source: "s".into(),
+            from: "dbo.T".into(),
+            key: vec!["k".into()],
+            columns: Columns::List(vec!["k".into(), "v".into()]),
+            types: indexmap::IndexMap::new(),
+            on_delete: OnDelete::Delete,
+            partition_by: vec![],
+            compression: Compression::Snappy,
+            max_file_size: ByteSize(1 << 27),
+            small_file_limit: ByteSize(1 << 26),
+            clean_retain_commits: 10,
+            clean_min_age: crate::config::DurationText(std::time::Duration::ZERO),
+        };
+        let mut route = RouteSpec::new(&cfg, None);
+        let event = |k: i64, v: &str| ChangeEvent {
+            table: None,
+            op: lakefold_api::Op::Create,
+            before: None,
+            after: Some(lakefold_api::Row {
+                fields: std::sync::Arc::new(
+                    ["k", "v"]
+                        .iter()
+                        .map(|n| lakefold_api::Field {
+                            name: n.to_string(),
+                            ty: None,
+                        })
+                        .collect(),
+                ),
+                values: vec![Value::Bigint(k), Value::String(v.into())],
+            }),
+            source_ts_ms: None,
+        };
+        let mut fold = Fold::default();
+        fold.add(entry("-5", 100, 1, "text, older"));
+        fold.add(entry("6", 300, 3, "text, newer"));
+        let at = |lsn, line| entry("", lsn, line, "").position;
+        assert_eq!(
+            fold.fold_event(&mut route, &event(-5, "int, newer"), &at(200, 2)),
+            Ok(true)
+        );
+        assert_eq!(
+            fold.fold_event(&mut route, &event(6, "int, older"), &at(200, 2)),
+            Ok(true)
+        );
+        assert_eq!(
+            fold.fold_event(&mut route, &event(70, "int only"), &at(200, 2)),
+            Ok(true)
+        );
+        assert_eq!(fold.bytes(), fold.recount());
+        let rows = fold.drain();
+        let got: Vec<(&str, &Value)> = rows
+            .iter()
+            .map(|r| match &r.change {
+                // `entry`'s rows hold the name alone; the routed ones key, name and position.
+                RowChange::Upsert(v) => (r.record_key.as_str(), v.get(1).unwrap_or(&v[0])),
+                RowChange::Delete => panic!("no delete here"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("-5", &Value::String("int, newer".into())),
+                ("6", &Value::String("text, newer".into())),
+                ("70", &Value::String("int only".into())),
+            ]
+        );
+        assert!(fold.is_empty());
+        assert_eq!(
+            (decimal_len(0), decimal_len(-10), decimal_len(i64::MIN)),
+            (1, 3, 20)
+        );
     }
 }

@@ -23,6 +23,8 @@ pub enum Projected {
 #[derive(Debug, Default)]
 pub struct Scratch {
     pub(super) values: Vec<Value>,
+    /// The record key when it is one integer column (then `key` is not written), else `None`.
+    pub(super) int_key: Option<i64>,
     pub(super) key: String,
     pub(super) partition: String,
 }
@@ -39,6 +41,9 @@ pub fn project(
     let Some(is_delete) = project_parts(route, event, &mut scratch)? else {
         return Ok(Projected::Ignored);
     };
+    if let Some(k) = scratch.int_key {
+        scratch.key = k.to_string();
+    }
     let (change, position_slot) = change_of(route, is_delete, scratch.values);
     Ok(Projected::Entry(FoldEntry {
         record_key: scratch.key,
@@ -50,7 +55,7 @@ pub fn project(
 }
 
 /// [`project`]'s work into `scratch`: the image's values (reusing the strings already there), the
-/// record key and the partition path. `None` when the route ignores the event; else whether it deletes.
+/// record key (as an integer when it is one integer column) and the partition path. `None` when the route ignores the event; else whether it deletes.
 pub(super) fn project_parts(
     route: &mut RouteSpec,
     event: &ChangeEvent,
@@ -101,7 +106,10 @@ pub(super) fn project_parts(
             return Err(format!("key column `{}` is null", route.projection[k].1));
         }
     }
-    key_text(route, values, &mut scratch.key);
+    scratch.int_key = int_key(route, values);
+    if scratch.int_key.is_none() {
+        key_text(route, values, &mut scratch.key);
+    }
     partition_text(route, values, &mut scratch.partition);
     if undecided {
         route.types = types;
@@ -120,6 +128,18 @@ fn assign(slot: &mut Value, value: &Value, ty: Option<LogicalType>) -> Result<()
         (_, None, _) => slot.clone_from(value),
     }
     Ok(())
+}
+
+/// The record key when it is one integer column: its text is the integer's decimal text.
+fn int_key(route: &RouteSpec, values: &[Value]) -> Option<i64> {
+    match (route.complex_keys, route.key.as_slice()) {
+        (false, [k]) => match values[*k] {
+            Value::Int(i) => Some(i64::from(i)),
+            Value::Bigint(i) => Some(i),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The record key: the bare value of one key column, or as Hudi's KeyGenUtils encodes several

@@ -140,27 +140,27 @@ pub(crate) struct FieldCache {
 const FIELD_CACHE_ENTRIES: usize = 64;
 
 impl FieldCache {
-    /// The shared field list named like `keys`, or `None` when `keys` has a duplicate.
-    fn fields(&self, keys: &[&str]) -> Option<Arc<Vec<Field>>> {
+    /// The shared field list named like the entries of `row`, or `None` when a name comes twice.
+    fn fields(&self, row: &[(&str, &RawValue)]) -> Option<Arc<Vec<Field>>> {
         let same = |f: &Vec<Field>| {
-            f.len() == keys.len()
+            f.len() == row.len()
                 && f.iter()
-                    .zip(keys)
-                    .all(|(f, k)| f.name == *k && f.ty.is_none())
+                    .zip(row)
+                    .all(|(f, (k, _))| f.name == *k && f.ty.is_none())
         };
         if let Ok(cache) = self.layouts.read() {
             if let Some(hit) = cache.iter().find(|f| same(f)) {
                 return Some(hit.clone());
             }
         }
-        for (i, k) in keys.iter().enumerate() {
-            if keys[..i].contains(k) {
+        for (i, (k, _)) in row.iter().enumerate() {
+            if row[..i].iter().any(|(other, _)| other == k) {
                 return None;
             }
         }
         let fields = Arc::new(
-            keys.iter()
-                .map(|k| Field {
+            row.iter()
+                .map(|(k, _)| Field {
                     name: k.to_string(),
                     ty: None,
                 })
@@ -282,8 +282,7 @@ fn row_of(
     match layout {
         Some(l) => typed_row(row, l),
         None => {
-            let keys: Vec<&str> = row.0.iter().map(|(k, _)| *k).collect();
-            let fields = fields.fields(&keys)?;
+            let fields = fields.fields(&row.0)?;
             let values = row
                 .0
                 .iter()
