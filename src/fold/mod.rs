@@ -4,11 +4,12 @@
 mod project;
 mod route;
 
-pub use project::{project, undecided_columns, Projected, Scratch};
+pub use project::{project, undecided_columns, Projected};
 pub use route::{RouteSpec, HIVE_DEFAULT_PARTITION};
 
 use crate::sink::{RowChange, StagedRow};
 use lakefold_api::{ChangeEvent, Position, Value};
+use project::Scratch;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
@@ -69,8 +70,8 @@ impl Fold {
         }
     }
 
-    /// [`project`] then [`Fold::add`], in place: the key is looked up by its text built in a reused
-    /// buffer, and a newer image replaces the values of its key's entry, whose strings are reused for the
+    /// [`project`] then [`Fold::add`], in place: the key is looked up by its integer value, or by its
+    /// text built in a reused buffer, and a newer image replaces the values of its key's entry, whose strings are reused for the
     /// next event. `Ok(false)` when the route ignores the event. An older image than the key's is still
     /// projected (a record that does not fit the route is reported whatever its position), then dropped.
     pub fn fold_event(

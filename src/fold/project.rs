@@ -143,44 +143,54 @@ fn int_key(route: &RouteSpec, values: &[Value]) -> Option<i64> {
 }
 
 /// The record key: the bare value of one key column, or as Hudi's KeyGenUtils encodes several
-/// (`col:value,...`, an empty value as `__empty__`).
+/// (`col:value,...`, an empty value as `__empty__`; key values are never null here).
 fn key_text(route: &RouteSpec, values: &[Value], out: &mut String) {
     out.clear();
-    if !route.complex_keys {
-        if let Some(&k) = route.key.first() {
+    match (route.complex_keys, route.key.first()) {
+        (false, Some(&k)) => {
             let _ = write!(out, "{}", values[k]);
         }
-        return;
-    }
-    for (j, &k) in route.key.iter().enumerate() {
-        if j > 0 {
-            out.push(',');
-        }
-        out.push_str(&route.projection[k].0);
-        out.push(':');
-        let start = out.len();
-        let _ = write!(out, "{}", values[k]);
-        if out.len() == start {
-            out.push_str("__empty__");
-        }
+        (false, None) => {}
+        (true, _) => named_values(route, &route.key, [',', ':'], "__empty__", values, out),
     }
 }
 
 /// The Hive-style partition path; as Hudi's KeyGenUtils, a null or empty value is the default partition.
 fn partition_text(route: &RouteSpec, values: &[Value], out: &mut String) {
     out.clear();
-    for (j, &p) in route.partition_by.iter().enumerate() {
+    let columns = &route.partition_by;
+    named_values(
+        route,
+        columns,
+        ['/', '='],
+        HIVE_DEFAULT_PARTITION,
+        values,
+        out,
+    );
+}
+
+/// Appends `name=value` for each of `columns` (with the separators `[between, assign]`), `empty` for a
+/// null or empty value.
+fn named_values(
+    route: &RouteSpec,
+    columns: &[usize],
+    [between, assign]: [char; 2],
+    empty: &str,
+    values: &[Value],
+    out: &mut String,
+) {
+    for (j, &c) in columns.iter().enumerate() {
         if j > 0 {
-            out.push('/');
+            out.push(between);
         }
-        out.push_str(&route.projection[p].0);
-        out.push('=');
+        out.push_str(&route.projection[c].0);
+        out.push(assign);
         let start = out.len();
-        let v = &values[p];
+        let v = &values[c];
         let _ = write!(out, "{v}");
         if v.is_null() || out.len() == start {
             out.truncate(start);
-            out.push_str(HIVE_DEFAULT_PARTITION);
+            out.push_str(empty);
         }
     }
 }
