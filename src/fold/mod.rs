@@ -71,9 +71,10 @@ impl Fold {
     }
 
     /// [`project`] then [`Fold::add`], in place: the key is looked up by its integer value, or by its
-    /// text built in a reused buffer, and a newer image replaces the values of its key's entry, whose strings are reused for the
-    /// next event. `Ok(false)` when the route ignores the event. An older image than the key's is still
-    /// projected (a record that does not fit the route is reported whatever its position), then dropped.
+    /// text built in a reused buffer, and a newer image replaces the values of its key's entry, whose
+    /// strings are reused for the next event. `Ok(false)` when the route ignores the event. An older
+    /// image than the key's is still projected (a record that does not fit the route is reported
+    /// whatever its position), then dropped.
     pub fn fold_event(
         &mut self,
         route: &mut RouteSpec,
@@ -167,29 +168,21 @@ impl Fold {
 
     /// Takes the folded rows (sorted by key for deterministic files) as rows for the sink.
     pub fn drain(&mut self) -> Vec<StagedRow> {
+        if !self.entries.is_empty() {
+            // A key folded both as an integer and as text (a column whose type was still undecided):
+            // one entry, the newer, as `add` keeps it.
+            for (k, mut e) in std::mem::take(&mut self.ints) {
+                e.record_key = k.to_string();
+                self.add(e);
+            }
+        }
         // Taken whole, so the maps' tables are freed now rather than held through the commit.
-        let mut entries = std::mem::take(&mut self.entries);
+        let entries = std::mem::take(&mut self.entries);
         let ints = std::mem::take(&mut self.ints);
         self.bytes = 0;
-        let ints = ints.into_iter().map(|(k, e)| (k.to_string(), e));
-        let all: Box<dyn Iterator<Item = (String, FoldEntry)>> = if entries.is_empty() {
-            Box::new(ints)
-        } else {
-            // A key folded both as an integer and as text (a column whose type was still undecided):
-            // one entry, the newer.
-            for (key, e) in ints {
-                match entries.entry(key) {
-                    Entry::Occupied(mut o) if o.get().position < e.position => {
-                        o.insert(e);
-                    }
-                    Entry::Occupied(_) => {}
-                    Entry::Vacant(v) => {
-                        v.insert(e);
-                    }
-                }
-            }
-            Box::new(entries.into_iter())
-        };
+        let all = entries
+            .into_iter()
+            .chain(ints.into_iter().map(|(k, e)| (k.to_string(), e)));
         let mut rows: Vec<StagedRow> = all
             .map(|(record_key, mut e)| {
                 let position = e.position.order_key();

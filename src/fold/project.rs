@@ -55,7 +55,8 @@ pub fn project(
 }
 
 /// [`project`]'s work into `scratch`: the image's values (reusing the strings already there), the
-/// record key (as an integer when it is one integer column) and the partition path. `None` when the route ignores the event; else whether it deletes.
+/// record key (as an integer when it is one integer column) and the partition path. `None` when the
+/// route ignores the event; else whether it deletes.
 pub(super) fn project_parts(
     route: &mut RouteSpec,
     event: &ChangeEvent,
