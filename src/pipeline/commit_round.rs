@@ -39,10 +39,13 @@ pub(super) async fn commit_round(
         .filter_map(|s| s.checkpoint.as_ref().map(|c| (s.name.as_str(), c)))
         .collect();
     commit_dead_letters(dead, &current, summary).await?;
-    // Tables commit concurrently (each with its own services); every table finishes its commit before
-    // the first error, if any, is reported.
-    let commits: Vec<_> = routes
-        .iter_mut()
+    // Tables commit concurrently (each with its own services), the largest first: its rewrite is the
+    // longest, and the small ones fit in beside it. Every table finishes its commit before the first
+    // error, if any, is reported.
+    let mut by_size: Vec<&mut RouteState> = routes.iter_mut().collect();
+    by_size.sort_by_key(|route| std::cmp::Reverse(route.fold.bytes()));
+    let commits: Vec<_> = by_size
+        .into_iter()
         .map(|route| {
             let cp = current.get(route.spec.source.as_str()).copied();
             async move {

@@ -224,8 +224,10 @@ pub(crate) fn decode_envelope_borrowed(
     if MARKER.find(bytes).is_some() {
         return None;
     }
-    let env: Envelope = serde_json::from_slice(bytes).ok()?;
-    let op = parse(env.op?)?;
+    // Checked once as a whole (fast for ASCII), so the parser need not check each string it borrows.
+    let text = std::str::from_utf8(bytes).ok()?;
+    let env: Envelope = serde_json::from_str(text).ok()?;
+    let op = op_of(env.op?)?;
     if env.before.is_none() && env.after.is_none() {
         return None;
     }
@@ -249,7 +251,23 @@ pub(crate) fn decode_envelope_borrowed(
             .map(Some)
             .map_err(|e| format!("`after`.{e}")),
     };
-    Some(envelope_event(Some(&op), source, || before, || after))
+    Some(envelope_event(Some(&*op), source, || before, || after))
+}
+
+/// The `op` value: the usual codes without parsing (or allocating), anything else parsed.
+fn op_of(raw: &RawValue) -> Option<std::borrow::Cow<'static, Json>> {
+    use std::borrow::Cow;
+    use std::sync::LazyLock;
+    static CODES: LazyLock<[Json; 4]> =
+        LazyLock::new(|| ["c", "u", "d", "r"].map(|c| Json::String(c.to_string())));
+    let code = match raw.get() {
+        "\"c\"" => 0,
+        "\"u\"" => 1,
+        "\"d\"" => 2,
+        "\"r\"" => 3,
+        _ => return parse(raw).map(Cow::Owned),
+    };
+    Some(Cow::Borrowed(&CODES[code]))
 }
 
 /// One image: absent or null → no row; an object → its row; anything else → the tree decoder.
@@ -283,11 +301,10 @@ fn row_of(
         Some(l) => typed_row(row, l),
         None => {
             let fields = fields.fields(&row.0)?;
-            let values = row
-                .0
-                .iter()
-                .map(|(_, v)| infer_raw(v))
-                .collect::<Option<Vec<_>>>()?;
+            let mut values = Vec::with_capacity(row.0.len());
+            for (_, v) in &row.0 {
+                values.push(infer_raw(v)?);
+            }
             Some(Ok(Row { fields, values }))
         }
     }

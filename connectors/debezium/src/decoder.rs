@@ -222,6 +222,9 @@ mod cached_decoder_tests {
             r#"{"op":"d","before":"not a row"}"#,
             r#"{"op":"r","after":null}"#,
             r#"{"op":"c","after":{"id":1},"source":{"commit_lsn":"00000027:00000758:0001","event_serial_no":-0}}"#,
+            r#"{"op":"\u0063","after":{"id":1}}"#,
+            r#"{"op" : "u" ,"after":{"id":1}}"#,
+            r#"{"op":"C","after":{"id":1}}"#,
         ];
         lines.extend(edge.iter().map(|s| s.to_string()));
         for line in &lines {
@@ -230,6 +233,13 @@ mod cached_decoder_tests {
                 decode_json(line.as_bytes()),
                 "{line}"
             );
+        }
+        // Bytes that are not UTF-8, in a value and in a key.
+        for bytes in [
+            &b"{\"op\":\"c\",\"after\":{\"id\":1,\"n\":\"\xff\"}}"[..],
+            &b"{\"op\":\"c\",\"after\":{\"i\xc3\":1}}"[..],
+        ] {
+            assert_eq!(decoder.decode(bytes), decode_json(bytes));
         }
         // and the borrowed path really is the one taken for ordinary envelopes
         assert!(crate::borrowed::decode_envelope_borrowed(

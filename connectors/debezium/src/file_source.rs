@@ -8,15 +8,18 @@ use lakefold_api::{
     BatchLimits, ChangeBatch, Checkpoint, FileCheckpoint, Lag, LagUnit, Position, SourceError,
     SourceRecord, StreamPosition,
 };
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
+use std::sync::Arc;
 
 /// Reads a JSON-lines file from a checkpoint onwards.
 pub struct FileSource {
     /// The path as configured (stored in checkpoints).
     configured: String,
     path: PathBuf,
-    reader: BufReader<tokio::fs::File>,
+    /// Read at explicit offsets (`pread`), in bulk, on the blocking pool.
+    file: Arc<std::fs::File>,
     line: u64,
     offset: u64,
     /// When following (`tail -f`), a last line without its newline is left for later: the writer may not
@@ -37,6 +40,9 @@ const SPENT_BUFFERS: usize = 2;
 /// Below this many lines a batch is decoded on the calling thread.
 const PARALLEL_DECODE_MIN: usize = 512;
 
+/// Bytes asked of the file per read once a poll's first estimate is used up.
+const READ_CHUNK: usize = 1 << 20;
+
 impl FileSource {
     /// Opens `path` and positions it after `resume` (the earliest checkpoint of the routes reading it).
     pub async fn open(
@@ -45,15 +51,12 @@ impl FileSource {
         resume: Option<&Checkpoint>,
         follow: bool,
     ) -> Result<FileSource, SourceError> {
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|source| SourceError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let file = std::fs::File::open(&path).map_err(|source| SourceError::Open {
+            path: path.clone(),
+            source,
+        })?;
         let len = file
             .metadata()
-            .await
             .map_err(|source| SourceError::Open {
                 path: path.clone(),
                 source,
@@ -83,19 +86,10 @@ impl FileSource {
                 line,
             });
         }
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        reader
-            .seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(|source| SourceError::Read {
-                path: path.clone(),
-                offset,
-                source,
-            })?;
         Ok(FileSource {
             configured: configured.to_string(),
             path,
-            reader,
+            file: Arc::new(file),
             line,
             offset,
             follow,
@@ -138,53 +132,65 @@ impl FileSource {
     }
 
     /// Reads up to `limits` records. `caught_up` is set when the end of the file was reached. The lines
-    /// are read into one buffer (each record's raw bytes are a slice of it) and decoded on every core,
-    /// in line order.
+    /// are read in bulk into one buffer (each record's raw bytes are a slice of it) and decoded on every
+    /// core, in line order.
     pub async fn poll(&mut self, limits: BatchLimits) -> Result<ChangeBatch, SourceError> {
-        let mut buf = self.buffer(
-            (self.last_poll_bytes + self.last_poll_bytes / 8 + (64 << 10)).min(limits.max_bytes),
-        );
-        let mut lines: Vec<(u64, u64, std::ops::Range<usize>)> =
-            Vec::with_capacity(limits.max_records.min(1 << 16));
-        let mut caught_up = false;
-        while lines.len() < limits.max_records && buf.len() < limits.max_bytes {
-            let start = buf.len();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut buf)
+        let first_read =
+            (self.last_poll_bytes + self.last_poll_bytes / 8 + (64 << 10)).min(limits.max_bytes);
+        let buf = self.buffer(first_read);
+        let (file, from) = (self.file.clone(), self.offset);
+        let scan =
+            tokio::task::spawn_blocking(move || scan_lines(&file, from, buf, first_read, limits))
                 .await
+                .map_err(|e| std::io::Error::other(format!("reading stopped: {e}")))
+                .and_then(|scanned| scanned)
                 .map_err(|source| SourceError::Read {
                     path: self.path.clone(),
                     offset: self.offset,
                     source,
                 })?;
-            if n == 0 {
-                caught_up = true;
-                break;
+        let Scan {
+            buf,
+            mut lines,
+            tail,
+            eof,
+        } = scan;
+        // A last line without its newline (its writer may still be at it) is left for later unless the
+        // file is drained and stays put.
+        if let Some(tail) = tail {
+            if !self.follow && !self.still_growing().await {
+                lines.push((tail.end, trimmed(&buf, tail)));
             }
-            if buf.last() != Some(&b'\n') && (self.follow || self.still_growing().await) {
-                // An unfinished last line (its writer may still be at it): rewind and leave it for later.
-                buf.truncate(start);
-                self.reader
-                    .seek(std::io::SeekFrom::Start(self.offset))
-                    .await
-                    .map_err(|source| SourceError::Read {
-                        path: self.path.clone(),
-                        offset: self.offset,
-                        source,
-                    })?;
-                caught_up = true;
-                break;
-            }
-            self.line += 1;
-            self.offset += n as u64;
-            let end = start + trim_line_end(&buf[start..]).len();
-            lines.push((self.line, self.offset, start..end));
+        }
+        let lines: Vec<(u64, u64, Range<usize>)> = lines
+            .into_iter()
+            .map(|(end, range)| {
+                self.line += 1;
+                (self.line, from + end as u64, range)
+            })
+            .collect();
+        if let Some((_, end_offset, _)) = lines.last() {
+            self.offset = *end_offset;
         }
         self.last_poll_bytes = buf.len();
         let buf = Bytes::from(buf);
         self.spent.push_back(buf.clone());
-        // Decoding is CPU work: on the blocking pool, so the caller can fold the previous batch meanwhile.
+        let records = self.decode(buf, lines).await?;
+        let checkpoint = (self.line > 0).then(|| self.checkpoint());
+        Ok(ChangeBatch {
+            records,
+            checkpoint,
+            caught_up: eof,
+        })
+    }
+
+    /// Decodes the lines of `buf`: CPU work, on the blocking pool, so the caller can fold the previous
+    /// batch meanwhile.
+    async fn decode(
+        &self,
+        buf: Bytes,
+        lines: Vec<(u64, u64, Range<usize>)>,
+    ) -> Result<Vec<SourceRecord>, SourceError> {
         let (decoder, shared) = (self.decoder.clone(), buf.clone());
         let (lines, decoded) = tokio::task::spawn_blocking(move || {
             let decoded = decode_all(&decoder, &shared, &lines);
@@ -196,7 +202,7 @@ impl FileSource {
             offset: self.offset,
             source: std::io::Error::other(format!("decoding stopped: {e}")),
         })?;
-        let records = lines
+        Ok(lines
             .into_iter()
             .zip(decoded)
             .map(|((line, end_offset, range), decoding)| SourceRecord {
@@ -207,14 +213,92 @@ impl FileSource {
                 raw: buf.slice(range),
                 decoded: decoding.decoded,
             })
-            .collect();
-        let checkpoint = (self.line > 0).then(|| self.checkpoint());
-        Ok(ChangeBatch {
-            records,
-            checkpoint,
-            caught_up,
-        })
+            .collect())
     }
+}
+
+/// The lines one poll took from the file.
+struct Scan {
+    /// The bytes read, from the poll's start offset to the end of its last line (and of `tail`).
+    buf: Vec<u8>,
+    /// Each line's end in `buf` (after its newline) and its text (without `\n` or `\r\n`).
+    lines: Vec<(usize, Range<usize>)>,
+    /// A last line without its newline, where the file ended (and the limits allowed one more line).
+    tail: Option<Range<usize>>,
+    /// The end of the file was reached before the limits.
+    eof: bool,
+}
+
+/// Reads whole lines from `from` on, in bulk (`first_read` bytes, then [`READ_CHUNK`]s), until `limits`
+/// or the end of the file. A line is taken while fewer than `max_records` are and it starts below
+/// `max_bytes` (so one longer line is still read whole); bytes read past the last line taken are
+/// dropped, to be read again by the next poll.
+fn scan_lines(
+    file: &std::fs::File,
+    from: u64,
+    mut buf: Vec<u8>,
+    first_read: usize,
+    limits: BatchLimits,
+) -> std::io::Result<Scan> {
+    let mut lines = Vec::with_capacity(limits.max_records.min(1 << 16));
+    let (mut line_start, mut scanned) = (0, 0);
+    let mut want = first_read.max(1);
+    let full = |lines: &Vec<_>, line_start: usize| {
+        lines.len() >= limits.max_records || line_start >= limits.max_bytes
+    };
+    loop {
+        let have = buf.len();
+        buf.resize(have + want, 0);
+        let n = read_at_most(file, &mut buf[have..], from + have as u64)?;
+        buf.truncate(have + n);
+        for newline in memchr::memchr_iter(b'\n', &buf[scanned..]) {
+            if full(&lines, line_start) {
+                break;
+            }
+            let end = scanned + newline + 1;
+            lines.push((end, trimmed(&buf, line_start..end)));
+            line_start = end;
+        }
+        scanned = buf.len();
+        if full(&lines, line_start) {
+            buf.truncate(line_start);
+            return Ok(Scan {
+                buf,
+                lines,
+                tail: None,
+                eof: false,
+            });
+        }
+        if n < want {
+            let tail = (line_start < buf.len()).then_some(line_start..buf.len());
+            return Ok(Scan {
+                buf,
+                lines,
+                tail,
+                eof: true,
+            });
+        }
+        want = READ_CHUNK;
+    }
+}
+
+/// Fills `out` from `offset` on; fewer bytes only at the end of the file.
+fn read_at_most(file: &std::fs::File, out: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < out.len() {
+        match file.read_at(&mut out[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// `range` of `buf` without its line end.
+fn trimmed(buf: &[u8], range: Range<usize>) -> Range<usize> {
+    range.start..range.start + trim_line_end(&buf[range]).len()
 }
 
 /// Decodes the lines of one batch, split over the available cores; results in line order.
@@ -430,6 +514,45 @@ mod tests {
             got.push(src.poll(limits).await.unwrap().records.len());
         }
         assert_eq!(got, vec![4, 4, 2, 0]);
+    }
+
+    #[tokio::test]
+    async fn lines_read_in_bulk_stay_whole_across_reads_and_byte_limits() {
+        // A line longer than one read, CRLF endings, and a last line without its newline.
+        let long = format!("{{\"pad\":\"{}\"}}", "x".repeat(READ_CHUNK * 2 + 17));
+        let text = format!("{{\"a\":1}}\r\n{long}\n{{\"b\":2}}\n{{\"c\":3}}");
+        let (_d, path) = write_file(&text);
+        let mut src = FileSource::open("e", path, None, false).await.unwrap();
+        // The second line starts below the byte limit: it is read whole, and nothing after it is.
+        let limits = BatchLimits {
+            max_records: 100,
+            max_bytes: 4,
+        };
+        let first = src.poll(limits).await.unwrap();
+        let raws: Vec<&[u8]> = first.records.iter().map(|r| r.raw.as_ref()).collect();
+        assert_eq!(raws, vec![&b"{\"a\":1}"[..]]);
+        assert!(!first.caught_up);
+        let second = src.poll(limits).await.unwrap();
+        assert_eq!(second.records.len(), 1);
+        assert_eq!(second.records[0].raw.as_ref(), long.as_bytes());
+        assert_eq!(
+            second.records[0].position.stream,
+            StreamPosition::Line {
+                line: 2,
+                end_offset: (9 + long.len() + 1) as u64
+            }
+        );
+        let rest = src.poll(LIMITS).await.unwrap();
+        let raws: Vec<&[u8]> = rest.records.iter().map(|r| r.raw.as_ref()).collect();
+        assert_eq!(raws, vec![&b"{\"b\":2}"[..], &b"{\"c\":3}"[..]]);
+        assert!(rest.caught_up);
+        assert_eq!(
+            src.offset,
+            text.len() as u64,
+            "the unterminated last line is read"
+        );
+        assert_eq!(src.line, 4);
+        assert!(src.poll(LIMITS).await.unwrap().records.is_empty());
     }
 
     #[tokio::test]

@@ -154,10 +154,13 @@ pub async fn locate(
             }
         }
     }
+    // Only the keys some lookup can find (a first commit, or inserts only, reads no file: none).
     let wanted: Arc<Wanted> = Arc::new(
         rows.iter()
+            .zip(&candidates)
             .enumerate()
-            .map(|(i, r)| (r.record_key.clone(), i))
+            .filter(|(_, (_, cands))| cands.iter().any(|g| lookups.contains_key(g)))
+            .map(|(i, (r, _))| (r.record_key.clone(), i))
             .collect(),
     );
     // Each lookup on a task of its own: candidates' key columns are decoded on every core.

@@ -404,9 +404,13 @@ impl HudiTable {
         let result = self
             .write_commit(schema, &rows, layout, extra, view, work)
             .await;
-        // Freeing a large commit's rows takes a while: not on the way to the next commit.
+        // Freeing a large commit's rows takes a while: not on the way to the next commit, and on a thread
+        // of its own (the runtime waits for its blocking pool when it shuts down; an exiting process need
+        // not wait for this).
         if rows.len() >= 4096 {
-            tokio::task::spawn_blocking(move || drop(rows));
+            let freeing = std::thread::Builder::new().name("lakefold-free".into());
+            // Should no thread start, the rows are freed here when the closure is dropped.
+            let _ = freeing.spawn(move || drop(rows));
         }
         match result {
             Ok((mut summary, new_view)) => {
