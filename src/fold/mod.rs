@@ -22,6 +22,9 @@ pub struct FoldEntry {
     /// Where the position column's text goes in an upsert's values (filled in by [`Fold::drain`]).
     pub position_slot: Option<usize>,
     pub change: RowChange,
+    /// What the fold counted for this entry when it took it ([`FoldEntry::held_bytes`]; 0 outside a
+    /// fold), so replacing it does not walk its old values again.
+    pub held: usize,
 }
 
 impl FoldEntry {
@@ -57,14 +60,15 @@ impl Fold {
         match self.entries.entry(key) {
             Entry::Occupied(mut existing) => {
                 if existing.get().position < entry.position {
-                    let key_len = existing.key().len();
-                    let added = entry.held_bytes(key_len);
+                    entry.held = entry.held_bytes(existing.key().len());
+                    let added = entry.held;
                     let old = existing.insert(entry);
-                    self.bytes = (self.bytes + added).saturating_sub(old.held_bytes(key_len));
+                    self.bytes = (self.bytes + added).saturating_sub(old.held);
                 }
             }
             Entry::Vacant(slot) => {
-                self.bytes += entry.held_bytes(slot.key().len());
+                entry.held = entry.held_bytes(slot.key().len());
+                self.bytes += entry.held;
                 slot.insert(entry);
             }
         }
@@ -111,7 +115,7 @@ impl Fold {
         match existing {
             Some(existing) if existing.position >= *position => scratch.values = values,
             Some(existing) => {
-                let held = existing.held_bytes(key_len);
+                let held = existing.held;
                 let (change, slot) = project::change_of(route, is_delete, values);
                 if let RowChange::Upsert(old) = std::mem::replace(&mut existing.change, change) {
                     scratch.values = old;
@@ -125,18 +129,21 @@ impl Fold {
                 if !same_partition {
                     existing.partition_path.clone_from(&scratch.partition);
                 }
-                self.bytes = (self.bytes + existing.held_bytes(key_len)).saturating_sub(held);
+                existing.held = existing.held_bytes(key_len);
+                self.bytes = (self.bytes + existing.held).saturating_sub(held);
             }
             None => {
                 let (change, position_slot) = project::change_of(route, is_delete, values);
-                let entry = FoldEntry {
+                let mut entry = FoldEntry {
                     record_key: String::new(),
                     partition_path: scratch.partition.clone(),
                     position: position.clone(),
                     position_slot,
                     change,
+                    held: 0,
                 };
-                self.bytes += entry.held_bytes(key_len);
+                entry.held = entry.held_bytes(key_len);
+                self.bytes += entry.held;
                 match scratch.int_key {
                     Some(k) => self.ints.insert(k, entry),
                     None => self.entries.insert(scratch.key.clone(), entry),
@@ -260,6 +267,7 @@ mod tests {
             },
             position_slot: None,
             change: RowChange::Upsert(vec![Value::String(name.into())]),
+            held: 0,
         }
     }
 

@@ -51,6 +51,7 @@ pub fn project(
         position: position.clone(),
         position_slot,
         change,
+        held: 0,
     }))
 }
 
@@ -77,7 +78,8 @@ pub(super) fn project_parts(
     } else {
         Vec::new()
     };
-    let positions = route.column_positions(&image.fields);
+    route.look_up_columns(&image.fields);
+    let positions = route.positions();
     let values = &mut scratch.values;
     for (i, (out, input)) in route.projection.iter().enumerate() {
         let (declared, value) = match positions

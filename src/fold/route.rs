@@ -65,12 +65,12 @@ impl RouteSpec {
         }
     }
 
-    /// Where each projected input column is in rows with `fields` ([`Row::position_of`]), cached for the
-    /// last field list.
-    pub fn column_positions(&mut self, fields: &Arc<Vec<Field>>) -> Arc<[Option<usize>]> {
-        if let Some((known, positions)) = &self.lookup {
+    /// Makes [`RouteSpec::positions`] those of rows with `fields` ([`Row::position_of`]); looked up
+    /// again only when the field list changes.
+    pub fn look_up_columns(&mut self, fields: &Arc<Vec<Field>>) {
+        if let Some((known, _)) = &self.lookup {
             if Arc::ptr_eq(known, fields) {
-                return positions.clone();
+                return;
             }
         }
         let positions: Arc<[Option<usize>]> = self
@@ -78,8 +78,12 @@ impl RouteSpec {
             .iter()
             .map(|(_, input)| Row::position_of(fields, input))
             .collect();
-        self.lookup = Some((fields.clone(), positions.clone()));
-        positions
+        self.lookup = Some((fields.clone(), positions));
+    }
+
+    /// Where each projected input column is in the rows last given to [`RouteSpec::look_up_columns`].
+    pub fn positions(&self) -> &[Option<usize>] {
+        self.lookup.as_ref().map_or(&[], |(_, p)| p)
     }
 
     /// Output names of the key columns.
