@@ -4,7 +4,7 @@
 //! markers, an image or `source` that is not an object) returns `None`, and the caller decodes the message
 //! with the tree decoder, so both paths give the same result for every input.
 
-use crate::connect::infer;
+use crate::connect::{infer, ConnectKind};
 use crate::decoder::{Layouts, RowLayout};
 use crate::envelope::{envelope_event, Decoding, SourceInfo};
 use lakefold_api::{Field, Lsn, LsnPosition, Row, TableId};
@@ -310,20 +310,41 @@ fn row_of(
     }
 }
 
-/// A row by its schema layout: values by field name (the tree decoder reads them the same way).
+/// A row by its schema layout: values by field name (the tree decoder reads them the same way). An image
+/// written in the layout's order is read by position.
 fn typed_row(row: &RawObject, layout: &RowLayout) -> Option<Result<Row, String>> {
-    for (i, (k, _)) in row.0.iter().enumerate() {
-        if row.0[..i].iter().any(|(other, _)| other == k) {
-            return None;
+    let in_order = layout.distinct
+        && row.0.len() == layout.fields.len()
+        && row
+            .0
+            .iter()
+            .zip(layout.fields.iter())
+            .all(|((k, _), f)| *k == f.name);
+    if !in_order {
+        for (i, (k, _)) in row.0.iter().enumerate() {
+            if row.0[..i].iter().any(|(other, _)| other == k) {
+                return None;
+            }
         }
     }
     let mut values = Vec::with_capacity(layout.kinds.len());
-    for (field, kind) in layout.fields.iter().zip(&layout.kinds) {
-        let json = match row.0.iter().find(|(k, _)| *k == field.name) {
-            Some((_, v)) => parse(v)?,
-            None => Json::Null,
+    for (i, (field, kind)) in layout.fields.iter().zip(&layout.kinds).enumerate() {
+        let raw = match in_order {
+            true => row.0.get(i).map(|(_, v)| *v),
+            false => row
+                .0
+                .iter()
+                .find(|(k, _)| *k == field.name)
+                .map(|(_, v)| *v),
         };
-        match kind.convert(&json) {
+        let converted = match raw {
+            Some(v) => match typed_raw(v, *kind) {
+                Some(value) => Ok(value),
+                None => kind.convert(&parse(v)?),
+            },
+            None => kind.convert(&Json::Null),
+        };
+        match converted {
             Ok(v) => values.push(v),
             Err(e) => return Some(Err(format!("{}: {e}", field.name))),
         }
@@ -332,6 +353,28 @@ fn typed_row(row: &RawObject, layout: &RowLayout) -> Option<Result<Row, String>>
         fields: layout.fields.clone(),
         values,
     }))
+}
+
+/// A value of a declared kind read straight from its JSON text, for the plain forms of the common kinds
+/// (null, integers as digits, strings without escapes, booleans); `None` sends it through a parsed tree
+/// and [`ConnectKind::convert`] (which also words the errors).
+fn typed_raw(raw: &RawValue, kind: ConnectKind) -> Option<lakefold_api::Value> {
+    use lakefold_api::Value;
+    let text = raw.get();
+    if text == "null" {
+        return Some(Value::Null);
+    }
+    match kind {
+        ConnectKind::Int => i32::try_from(integer_text(raw)?).ok().map(Value::Int),
+        ConnectKind::Bigint => integer_text(raw).map(Value::Bigint),
+        ConnectKind::String => plain_str(raw).map(|s| Value::String(s.to_string())),
+        ConnectKind::Boolean => match text {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 #[cfg(test)]

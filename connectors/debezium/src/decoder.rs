@@ -30,9 +30,19 @@ const SCHEMA_CACHE_ENTRIES: usize = 256;
 /// the threads that decode one batch.
 #[derive(Default)]
 pub struct JsonDecoder {
-    schemas: std::sync::RwLock<HashMap<Box<[u8]>, Option<Arc<Layouts>>>>,
+    schemas: std::sync::RwLock<HashMap<Box<[u8]>, SchemaLayouts>>,
+    /// The last few message openings up to the payload (`{"schema":<schema>,"payload":`), with their
+    /// schema's layouts: a message that starts with one of them is that envelope, and its payload is
+    /// found by comparing bytes instead of scanning 3 KB of schema as JSON.
+    openings: std::sync::RwLock<std::collections::VecDeque<(Box<[u8]>, SchemaLayouts)>>,
     fields: FieldCache,
 }
+
+/// A schema's row layouts (`None`: not a Connect schema lakefold reads).
+type SchemaLayouts = Option<Arc<Layouts>>;
+
+/// Message openings a decoder compares each message with (a stream of one table has one).
+const OPENINGS: usize = 4;
 
 impl JsonDecoder {
     pub fn new() -> JsonDecoder {
@@ -41,6 +51,11 @@ impl JsonDecoder {
 
     /// Decodes one message, exactly as [`decode_json`] does.
     pub fn decode(&self, bytes: &[u8]) -> Decoding {
+        if let Some((layouts, payload)) = self.known_opening(bytes) {
+            if let Some(d) = decode_envelope_borrowed(payload, layouts.as_deref(), &self.fields) {
+                return d;
+            }
+        }
         let embedded = may_embed_schema(bytes)
             .then(|| serde_json::from_slice::<SchemaEnvelope>(bytes).ok())
             .flatten();
@@ -49,6 +64,7 @@ impl JsonDecoder {
                 .unwrap_or_else(|| decode_json_uncached(bytes));
         };
         let layouts = self.layouts(envelope.schema.get().as_bytes());
+        self.remember_opening(bytes, &envelope, &layouts);
         let payload = envelope.payload.get().as_bytes();
         if let Some(d) = decode_envelope_borrowed(payload, layouts.as_deref(), &self.fields) {
             return d;
@@ -61,6 +77,43 @@ impl JsonDecoder {
                 kind_of(&other)
             )),
             Err(_) => decode_json_uncached(bytes),
+        }
+    }
+
+    /// The layouts and the payload of a message that opens as a known envelope does: the rest is the
+    /// payload and the envelope's closing brace (whether the payload is one JSON value is for its
+    /// decoder to find; if not, the message is read the long way).
+    fn known_opening<'b>(&self, bytes: &'b [u8]) -> Option<(Option<Arc<Layouts>>, &'b [u8])> {
+        let openings = self.openings.read().ok()?;
+        let (opening, layouts) = openings.iter().find(|(o, _)| bytes.starts_with(o))?;
+        let rest = bytes[opening.len()..].trim_ascii_end();
+        let payload = rest.strip_suffix(b"}")?;
+        Some((layouts.clone(), payload))
+    }
+
+    /// Remembers how `bytes` opens up to its payload, when its schema comes first.
+    fn remember_opening(
+        &self,
+        bytes: &[u8],
+        envelope: &SchemaEnvelope,
+        layouts: &Option<Arc<Layouts>>,
+    ) {
+        let offset = |raw: &serde_json::value::RawValue| {
+            raw.get().as_ptr() as usize - bytes.as_ptr() as usize
+        };
+        let (schema_at, payload_at) = (offset(envelope.schema), offset(envelope.payload));
+        if schema_at > payload_at || payload_at > bytes.len() {
+            return;
+        }
+        let opening = &bytes[..payload_at];
+        if let Ok(mut openings) = self.openings.write() {
+            if openings.iter().any(|(o, _)| o.as_ref() == opening) {
+                return;
+            }
+            if openings.len() >= OPENINGS {
+                openings.pop_front();
+            }
+            openings.push_back((opening.into(), layouts.clone()));
         }
     }
 
@@ -118,6 +171,8 @@ pub(crate) struct Layouts {
 pub(crate) struct RowLayout {
     pub(crate) fields: Arc<Vec<Field>>,
     pub(crate) kinds: Vec<ConnectKind>,
+    /// No two fields share a name (so an image whose keys are the fields in order has no duplicate).
+    pub(crate) distinct: bool,
 }
 
 impl RowLayout {
@@ -130,9 +185,14 @@ impl RowLayout {
             .into_iter()
             .filter(|(f, _)| !f.name.starts_with("__"))
             .unzip();
+        let distinct = fields
+            .iter()
+            .enumerate()
+            .all(|(i, f)| fields[..i].iter().all(|other| other.name != f.name));
         Some(RowLayout {
             fields: Arc::new(fields),
             kinds,
+            distinct,
         })
     }
 }
@@ -248,6 +308,50 @@ mod cached_decoder_tests {
             &crate::borrowed::FieldCache::default()
         )
         .is_some());
+    }
+
+    #[test]
+    fn typed_images_read_from_their_text_equal_the_tree_decoders() {
+        let decoder = JsonDecoder::new();
+        let row = r#"{"type":"struct","optional":true,"fields":[{"type":"int32","field":"id"},{"type":"int64","field":"n","optional":true},{"type":"string","field":"s","optional":true},{"type":"boolean","field":"b","optional":true}]}"#;
+        let schema = format!(
+            r#"{{"type":"struct","fields":[{{"field":"before",{r}}},{{"field":"after",{r}}},{{"type":"string","field":"op"}}]}}"#,
+            r = &row[1..row.len() - 1]
+        );
+        let images = [
+            r#"{"id":1,"n":-7,"s":"plain","b":true}"#,
+            r#"{"id":2147483647,"n":9223372036854775807,"s":"","b":false}"#,
+            r#"{"id":2147483648,"n":1,"s":"x","b":true}"#,
+            r#"{"id":-0,"n":1,"s":"x","b":true}"#,
+            r#"{"id":1,"n":9223372036854775808,"s":"x","b":true}"#,
+            r#"{"id":1,"n":1.5,"s":"x","b":true}"#,
+            r#"{"id":1,"n":1e3,"s":"x","b":true}"#,
+            r#"{"id":1,"n":null,"s":null,"b":null}"#,
+            r#"{"id":1,"n":2,"s":"a\"b\u00e9","b":"true"}"#,
+            r#"{"id":1,"n":2,"s":7,"b":1}"#,
+            r#"{"id":"1","n":2,"s":"x","b":true}"#,
+            r#"{"b":true,"s":"x","n":2,"id":3}"#,
+            r#"{"id":1,"s":"x"}"#,
+            r#"{"id":1,"n":2,"s":"x","b":true,"extra":5}"#,
+            r#"{"id":1,"id":2,"n":2,"s":"x","b":true}"#,
+            r#"{"id":null,"n":2,"s":"x","b":true}"#,
+        ];
+        let mut events = 0;
+        for image in images {
+            let line = format!(
+                r#"{{"schema":{schema},"payload":{{"op":"c","after":{image},"source":{{"table":"T"}}}}}}"#
+            );
+            events += usize::from(matches!(
+                decoder.decode(line.as_bytes()).decoded,
+                lakefold_api::Decoded::Event(_)
+            ));
+            assert_eq!(
+                decoder.decode(line.as_bytes()),
+                decode_json(line.as_bytes()),
+                "{image}"
+            );
+        }
+        assert!(events >= 6, "the plain images decode ({events})");
     }
 
     #[test]
