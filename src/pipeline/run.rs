@@ -40,21 +40,29 @@ struct Pipeline {
     register_dead_letters: bool,
 }
 
+/// The first poll's records: the fold starts while the source reads on, rather than after a whole poll
+/// has been read and decoded; each poll after it may take twice as many, up to [`POLL_RECORDS`].
+const FIRST_POLL_RECORDS: usize = 1024;
+
 /// What was read since the last commit, against the `[commit]` limits.
 struct Pending {
     limits: BatchLimits,
     records: usize,
     bytes: usize,
+    /// The most records the next poll takes (growing from [`FIRST_POLL_RECORDS`]).
+    poll_records: usize,
 }
 
 impl Pending {
-    fn poll_limits(&self) -> BatchLimits {
+    fn poll_limits(&mut self) -> BatchLimits {
+        let poll_records = self.poll_records;
+        self.poll_records = (poll_records * 2).min(POLL_RECORDS);
         BatchLimits {
             max_records: self
                 .limits
                 .max_records
                 .saturating_sub(self.records)
-                .clamp(1, POLL_RECORDS),
+                .clamp(1, poll_records),
             max_bytes: self
                 .limits
                 .max_bytes
@@ -102,6 +110,7 @@ async fn run_leased(
         },
         records: 0,
         bytes: 0,
+        poll_records: FIRST_POLL_RECORDS,
     };
     let mut last_commit = Instant::now();
     let mut last_lag: Option<Instant> = None;
