@@ -98,10 +98,15 @@ impl JsonDecoder {
         envelope: &SchemaEnvelope,
         layouts: &Option<Arc<Layouts>>,
     ) {
+        // Borrowed raw values point into `bytes`; anything else is not remembered.
         let offset = |raw: &serde_json::value::RawValue| {
-            raw.get().as_ptr() as usize - bytes.as_ptr() as usize
+            (raw.get().as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)
         };
-        let (schema_at, payload_at) = (offset(envelope.schema), offset(envelope.payload));
+        let (Some(schema_at), Some(payload_at)) =
+            (offset(envelope.schema), offset(envelope.payload))
+        else {
+            return;
+        };
         if schema_at > payload_at || payload_at > bytes.len() {
             return;
         }
