@@ -329,14 +329,12 @@ fn typed_row(row: &RawObject, layout: &RowLayout) -> Option<Result<Row, String>>
     }
     let mut values = Vec::with_capacity(layout.kinds.len());
     for (i, (field, kind)) in layout.fields.iter().zip(&layout.kinds).enumerate() {
-        let raw = match in_order {
-            true => row.0.get(i).map(|(_, v)| *v),
-            false => row
-                .0
-                .iter()
-                .find(|(k, _)| *k == field.name)
-                .map(|(_, v)| *v),
+        let entry = if in_order {
+            row.0.get(i)
+        } else {
+            row.0.iter().find(|(k, _)| *k == field.name)
         };
+        let raw = entry.map(|(_, v)| *v);
         let converted = match raw {
             Some(v) => match typed_raw(v, *kind) {
                 Some(value) => Ok(value),
