@@ -2,8 +2,8 @@
 //! source values to a column's type, and building arrow arrays from rows.
 
 use arrow::array::{
-    new_null_array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
-    Float32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    new_null_array, Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder,
+    Decimal128Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, TimeUnit as ArrowTimeUnit};
@@ -153,6 +153,43 @@ fn build_array<'a>(
             build!(TimestampMicrosecondBuilder::new().with_timezone("UTC"), Value::Timestamp { value, .. } => *value)
         }
     })
+}
+
+/// The value at `row` of an array of a type lakefold writes (other types read as null).
+pub fn value_at(array: &dyn Array, row: usize) -> Value {
+    use arrow::array::AsArray;
+    use arrow::datatypes as t;
+    if array.is_null(row) {
+        return Value::Null;
+    }
+    match array.data_type() {
+        DataType::Boolean => Value::Bool(array.as_boolean().value(row)),
+        DataType::Int32 => Value::Int(array.as_primitive::<t::Int32Type>().value(row)),
+        DataType::Int64 => Value::Bigint(array.as_primitive::<t::Int64Type>().value(row)),
+        DataType::Float32 => Value::Float(array.as_primitive::<t::Float32Type>().value(row)),
+        DataType::Float64 => Value::Double(array.as_primitive::<t::Float64Type>().value(row)),
+        DataType::Decimal128(precision, scale) => Value::Decimal {
+            unscaled: array.as_primitive::<t::Decimal128Type>().value(row),
+            precision: *precision,
+            scale: *scale,
+        },
+        DataType::Utf8 => Value::String(array.as_string::<i32>().value(row).to_string()),
+        DataType::Binary => Value::Binary(array.as_binary::<i32>().value(row).to_vec()),
+        DataType::Date32 => Value::Date(array.as_primitive::<t::Date32Type>().value(row)),
+        DataType::Timestamp(ArrowTimeUnit::Millisecond, _) => Value::Timestamp {
+            value: array
+                .as_primitive::<t::TimestampMillisecondType>()
+                .value(row),
+            unit: TimeUnit::Millisecond,
+        },
+        DataType::Timestamp(ArrowTimeUnit::Microsecond, _) => Value::Timestamp {
+            value: array
+                .as_primitive::<t::TimestampMicrosecondType>()
+                .value(row),
+            unit: TimeUnit::Microsecond,
+        },
+        _ => Value::Null,
+    }
 }
 
 /// A column of nulls of a column's type (for columns added to a table later).

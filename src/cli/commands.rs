@@ -132,8 +132,20 @@ fn known_table(config: &Config, table: &str) -> Result<(), PipelineError> {
     }
 }
 
+/// Refuses `command` on a route whose table is Delta (the command reads Hudi tables only).
+fn hudi_only(config: &Config, table: &str, command: &'static str) -> Result<(), PipelineError> {
+    match config.route(table).map(|r| r.table_format(&config.lake)) {
+        Some(crate::config::LakeFormat::Delta) => Err(PipelineError::DeltaUnsupported {
+            table: table.to_string(),
+            command,
+        }),
+        _ => Ok(()),
+    }
+}
+
 async fn open_existing(config: &Config, table: &str) -> Result<(Lake, HudiTable), PipelineError> {
     known_table(config, table)?;
+    hudi_only(config, table, "show/history")?;
     let lake = Lake::open(config).await?;
     match HudiTable::open(lake.store.clone(), lake.table_path(table), table).await? {
         Some(t) => Ok((lake, t)),
@@ -171,6 +183,7 @@ async fn history(config: &Config, table: &str) -> Result<(), PipelineError> {
 
 async fn lifecycle(config: &Config, action: TableAction, table: &str) -> Result<(), PipelineError> {
     known_table(config, table)?;
+    hudi_only(config, table, "table")?;
     let lake = Lake::open(config).await?;
     let (key, partitions) = match config.route(table) {
         Some(route) => {

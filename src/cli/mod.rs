@@ -151,8 +151,12 @@ pub fn main(cli: Cli) -> u8 {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LAKEFOLD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // delta-rs and its kernel log every snapshot they build at info: lakefold says what matters itself.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAKEFOLD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn",
+        )
+    });
     // Colours only on a terminal: journald, ECS and log files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

@@ -332,6 +332,9 @@ pub struct RouteConfig {
     /// Parquet compression: `snappy`, `gzip` (default, as Hudi), `zstd` or `none`.
     #[serde(default)]
     pub compression: Compression,
+    /// Table format of this route's table (`hudi` or `delta`); default `[lake] format`.
+    #[serde(default)]
+    pub format: Option<LakeFormat>,
     /// Largest base file written (Hudi `hoodie.parquet.max.file.size`). Default `"120MiB"`.
     #[serde(default = "default_max_file_size")]
     pub max_file_size: ByteSize,
@@ -367,6 +370,11 @@ fn default_small_file_limit() -> ByteSize {
 }
 
 impl RouteConfig {
+    /// The route's table format: its own `format`, else the lake's.
+    pub fn table_format(&self, lake: &LakeConfig) -> LakeFormat {
+        self.format.unwrap_or(lake.format)
+    }
+
     /// `(output name, source name)` pairs in output order.
     pub fn projection(&self) -> Vec<(String, String)> {
         match &self.columns {

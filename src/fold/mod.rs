@@ -359,6 +359,7 @@ mod tests {
             on_delete: OnDelete::Delete,
             partition_by: vec![],
             compression: Compression::Snappy,
+            format: None,
             max_file_size: ByteSize(1 << 27),
             small_file_limit: ByteSize(1 << 26),
             clean_retain_commits: 10,

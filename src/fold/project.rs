@@ -248,6 +248,7 @@ mod tests {
             on_delete,
             partition_by: partition.iter().map(|s| s.to_string()).collect(),
             compression: Compression::Snappy,
+            format: None,
             max_file_size: ByteSize(1 << 27),
             small_file_limit: ByteSize(1 << 26),
             clean_retain_commits: 10,

@@ -149,10 +149,13 @@ async fn commit_idle_route(
         return Ok(None);
     }
     let started = Instant::now();
-    let instant = route
+    let Some(instant) = route
         .table
         .commit_checkpoint(&single(&route.spec.source, cp))
-        .await?;
+        .await?
+    else {
+        return Ok(None);
+    };
     owe_sync(&mut route.sync_pending, &instant, &[]);
     let summary = CommitSummary {
         instant: Some(instant.clone()),

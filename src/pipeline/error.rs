@@ -28,6 +28,11 @@ pub enum PipelineError {
     Busy { message: String },
     #[error("unknown table `{0}` (not a route's table nor {dl})", dl = super::DEAD_LETTER_TABLE)]
     UnknownTable(String),
+    #[error("table `{table}` is a Delta table: `lakefold {command}` reads Hudi tables only in this build (read it with any Delta reader, e.g. Python `deltalake`)")]
+    DeltaUnsupported {
+        table: String,
+        command: &'static str,
+    },
 }
 
 impl PipelineError {

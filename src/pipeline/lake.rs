@@ -1,7 +1,7 @@
 //! The lake: an object store (local disk or S3) and where each table lives in it.
 
 use super::error::PipelineError;
-use crate::config::{Config, LakeConfig};
+use crate::config::{Config, LakeConfig, LakeFormat};
 use crate::storage::counting::CountingStore;
 use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::local::LocalFileSystem;
@@ -23,6 +23,8 @@ pub struct Lake {
     pub prefix: Path,
     /// Hudi `hoodie.database.name` (the catalog database, else `default`).
     pub database: String,
+    /// The lake's table format (`[lake] format`); a route may choose its own.
+    pub format: LakeFormat,
 }
 
 impl Lake {
@@ -50,6 +52,7 @@ impl Lake {
                 local_root: None,
                 prefix,
                 database,
+                format: config.lake.format,
             });
         }
         let dir =
@@ -63,6 +66,7 @@ impl Lake {
             local_root: Some(dir),
             prefix: Path::default(),
             database,
+            format: config.lake.format,
         })
     }
 

@@ -3,7 +3,7 @@
 use super::error::PipelineError;
 use super::lake::Lake;
 use super::sources::SourceReader;
-use super::tables::open_route_table;
+use super::tables::open_route_sink;
 use crate::config::RouteConfig;
 use crate::fold::{Fold, RouteSpec};
 use crate::schema::TableSchema;
@@ -114,15 +114,7 @@ pub(super) async fn open_route(
     route: &RouteConfig,
 ) -> Result<RouteState, PipelineError> {
     let mut spec = RouteSpec::new(route, None);
-    let table: Box<dyn TableSink> = Box::new(
-        open_route_table(
-            lake,
-            &route.table,
-            &spec.key_names(),
-            &spec.partition_names(),
-        )
-        .await?,
-    );
+    let table = open_route_sink(lake, route, &spec.key_names(), &spec.partition_names()).await?;
     let existing_schema = table.schema().await?;
     if let Some(existing) = &existing_schema {
         spec = RouteSpec::new(route, Some(existing));

@@ -2,9 +2,31 @@
 
 use super::error::PipelineError;
 use super::lake::Lake;
+use crate::config::{LakeFormat, RouteConfig};
 use crate::schema::POSITION_COLUMN;
+use crate::sink::delta::DeltaSinkTable;
 use crate::sink::hudi::{HudiError, HudiTable};
 use crate::sink::{SourceCheckpoints, TableSink};
+
+/// Opens a route's table in its format (the route's `format`, else the lake's).
+pub async fn open_route_sink(
+    lake: &Lake,
+    route: &RouteConfig,
+    key: &[String],
+    partition_by: &[String],
+) -> Result<Box<dyn TableSink>, PipelineError> {
+    Ok(match route.format.unwrap_or(lake.format) {
+        LakeFormat::Hudi => {
+            Box::new(open_route_table(lake, &route.table, key, partition_by).await?)
+        }
+        LakeFormat::Delta => {
+            let table = DeltaSinkTable::open(lake, &route.table, key, partition_by)
+                .await
+                .map_err(crate::sink::SinkError::from)?;
+            Box::new(table)
+        }
+    })
+}
 
 /// Opens `table`, creating it with these key and partition fields when it does not exist, and rolls back
 /// any write that never completed.

@@ -2,6 +2,7 @@
 //! schema), commit folded rows together with the source checkpoints, run the table's services after a
 //! commit, and describe the table to a catalog.
 
+use super::delta::DeltaError;
 use super::hudi::HudiError;
 use super::row::{CommitSummary, StagedRow, TableLayout};
 use crate::schema::TableSchema;
@@ -17,6 +18,8 @@ pub type SourceCheckpoints = BTreeMap<String, Checkpoint>;
 pub enum SinkError {
     #[error(transparent)]
     Hudi(#[from] HudiError),
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
 }
 
 impl SinkError {
@@ -24,6 +27,7 @@ impl SinkError {
     pub fn class(&self) -> ErrorClass {
         match self {
             SinkError::Hudi(e) => e.class(),
+            SinkError::Delta(e) => e.class(),
         }
     }
 }
@@ -99,10 +103,12 @@ pub trait TableSink: Send {
     ) -> Result<CommitSummary, SinkError>;
 
     /// Commits `checkpoints` without data (a route that had nothing to write moves its checkpoint on).
+    /// Returns the version committed, or `None` when the format cannot commit without data yet (a
+    /// Delta table is created by its first rows).
     async fn commit_checkpoint(
         &mut self,
         checkpoints: &SourceCheckpoints,
-    ) -> Result<String, SinkError>;
+    ) -> Result<Option<String>, SinkError>;
 
     /// Runs the table services (cleaning, timeline archival, leftovers) after a commit.
     async fn run_services(

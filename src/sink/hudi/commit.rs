@@ -15,6 +15,7 @@ use super::table::HudiTable;
 use super::view::{FileGroup, FileView, GroupId, PARTITION_METADATA};
 use super::write::{file_schema, relative_file_path, write_group, CommitContext, GroupWork};
 use crate::schema::TableSchema;
+use crate::sink::failpoint;
 use crate::sink::{CommitSummary, StagedRow, TableLayout};
 use futures::StreamExt;
 use object_store::path::Path;
@@ -498,18 +499,6 @@ impl HudiTable {
             })?
         };
         self.put_once(&path, text.into_bytes()).await
-    }
-}
-
-/// Crash tests: `LAKEFOLD_FAILPOINT=<table>:<point>` makes the process abort at that point of that table's
-/// next commit (`after-data`: files and `.inflight` written, nothing decided; `after-fate`: commit decided,
-/// `.commit` not yet published), like a `kill -9` there. Unset in production.
-fn failpoint(table: &str, point: &str) {
-    static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let target = TARGET.get_or_init(|| std::env::var("LAKEFOLD_FAILPOINT").ok());
-    if target.as_deref() == Some(format!("{table}:{point}").as_str()) {
-        eprintln!("lakefold: failpoint {table}:{point} reached, aborting");
-        std::process::abort();
     }
 }
 

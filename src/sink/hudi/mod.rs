@@ -35,6 +35,7 @@ pub use error::HudiError;
 pub use file_name::BaseFileName;
 pub use instant::{Action, Instant, State, TimelineFile};
 pub use markers::MARKER_TYPE;
+pub(crate) use parquet_io::codec;
 pub use properties::{
     checksum, key_generator_class, uses_complex_keys, TableKey, TableProperties,
     COMPLEX_KEY_GENERATOR,

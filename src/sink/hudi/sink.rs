@@ -79,9 +79,9 @@ impl TableSink for HudiTable {
     async fn commit_checkpoint(
         &mut self,
         checkpoints: &SourceCheckpoints,
-    ) -> Result<String, SinkError> {
+    ) -> Result<Option<String>, SinkError> {
         let instant = HudiTable::commit_checkpoint(self, checkpoint_metadata(checkpoints)).await?;
-        Ok(instant.to_string())
+        Ok(Some(instant.to_string()))
     }
 
     async fn run_services(

@@ -1,0 +1,16 @@
+//! Delta Lake tables through the `deltalake` crate (delta-rs 1.1, on the same arrow, parquet and
+//! object_store as the Hudi writer). lakefold plans the upsert itself (copy-on-write: the files holding
+//! changed keys are rewritten) and commits `add`/`remove` actions through delta-rs's transaction API,
+//! whose conflict checker detects a second writer; the source checkpoints travel in the same commit.
+
+mod checkpoint;
+mod error;
+mod files;
+mod sink;
+mod table;
+mod upsert;
+
+pub use checkpoint::{app_id, CHECKPOINT_PROPERTY, KEY_PROPERTY};
+pub use error::DeltaError;
+pub use table::DeltaSinkTable;
+pub use upsert::CHECKPOINT_INTERVAL;
