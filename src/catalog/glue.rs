@@ -5,7 +5,7 @@
 
 use super::hive_types::{hive_type, spark_schema_json};
 use super::{CatalogError, TableRegistration};
-use crate::config::CatalogConfig;
+use crate::config::{CatalogConfig, LakeFormat};
 use crate::sink::hudi::META_COLUMNS;
 use aws_sdk_glue::error::DisplayErrorContext;
 use aws_sdk_glue::types::{Column, PartitionInput, SerDeInfo, StorageDescriptor, TableInput};
@@ -176,7 +176,12 @@ impl GlueCatalog {
         };
         // Like Hudi's sync: keep parameters others set on the table (Lake Formation, Athena, users) and
         // overwrite only ours.
-        let input = self.table_input(reg, existing.clone().unwrap_or_default())?;
+        let parameters = existing.clone().unwrap_or_default();
+        let input = match reg.format {
+            LakeFormat::Hudi => self.table_input(reg, parameters)?,
+            LakeFormat::Delta => super::delta_table::table_input(reg, parameters)
+                .map_err(|e| self.table_error(reg.table, "building the table input", e))?,
+        };
         if existing.is_some() {
             self.client
                 .update_table()
@@ -211,8 +216,12 @@ impl GlueCatalog {
         self.add_partitions(reg).await
     }
 
+    /// Registers new partitions of a Hudi table (Delta readers take partitions from the log).
     async fn add_partitions(&self, reg: &TableRegistration<'_>) -> Result<(), CatalogError> {
-        if reg.partition_fields.is_empty() || reg.partitions.is_empty() {
+        if reg.format == LakeFormat::Delta
+            || reg.partition_fields.is_empty()
+            || reg.partitions.is_empty()
+        {
             return Ok(());
         }
         let mut inputs = Vec::new();

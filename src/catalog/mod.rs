@@ -1,12 +1,14 @@
 //! Catalogs a table is registered in after each commit (Glue, or none). A catalog failure never rolls data
 //! back: the commit stands, the sync is retried, and the next commit syncs again.
 
+mod delta_table;
 mod glue;
 mod hive_types;
 
 pub use glue::GlueCatalog;
 pub use hive_types::{hive_type, spark_schema_json};
 
+use crate::config::LakeFormat;
 use crate::schema::TableSchema;
 
 /// An error talking to a catalog.
@@ -34,8 +36,10 @@ pub struct TableRegistration<'a> {
     pub partition_fields: &'a [String],
     /// Partition paths written by the commit (`ProjectId=3`), to register if new.
     pub partitions: &'a [String],
-    /// The commit's instant (`last_commit_time_sync`).
+    /// The commit's instant (Hudi `last_commit_time_sync`) or Delta version.
     pub instant: &'a str,
+    /// The table's format: Hudi and Delta tables are registered differently.
+    pub format: LakeFormat,
 }
 
 /// Where tables are registered.

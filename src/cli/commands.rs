@@ -1,12 +1,15 @@
 //! What each subcommand does.
 
 use super::{environment, output, Cli, Command, TableAction, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use crate::config::LakeFormat;
 use crate::config::{self, Config};
 use crate::fold::RouteSpec;
 use crate::pipeline::{
     self, open_route_table, DeadLetter, Lake, PipelineError, RunOptions, DEAD_LETTER_TABLE,
 };
+use crate::sink::delta::{DeltaError, DeltaSinkTable};
 use crate::sink::hudi::HudiTable;
+use crate::sink::SinkError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,20 +135,35 @@ fn known_table(config: &Config, table: &str) -> Result<(), PipelineError> {
     }
 }
 
-/// Refuses `command` on a route whose table is Delta (the command reads Hudi tables only).
-fn hudi_only(config: &Config, table: &str, command: &'static str) -> Result<(), PipelineError> {
-    match config.route(table).map(|r| r.table_format(&config.lake)) {
-        Some(crate::config::LakeFormat::Delta) => Err(PipelineError::DeltaUnsupported {
-            table: table.to_string(),
-            command,
-        }),
-        _ => Ok(()),
+/// The Delta table of `table` when its route writes Delta (`None` for Hudi tables).
+async fn open_delta(config: &Config, table: &str) -> Result<Option<DeltaSinkTable>, PipelineError> {
+    let Some(route) = config.route(table) else {
+        return Ok(None);
+    };
+    if route.table_format(&config.lake) != LakeFormat::Delta {
+        return Ok(None);
     }
+    let lake = Lake::open(config).await?;
+    let spec = RouteSpec::new(route, None);
+    let t = DeltaSinkTable::open(&lake, table, &spec.key_names(), &spec.partition_names())
+        .await
+        .map_err(SinkError::from)?;
+    Ok(Some(t))
+}
+
+/// A Delta table that has no commit yet, as an error.
+fn no_delta_table(t: &DeltaSinkTable) -> PipelineError {
+    PipelineError::Table(SinkError::Delta(DeltaError::Data {
+        table: t.name().to_string(),
+        message: format!(
+            "no Delta table at {} yet (it is created by its first commit)",
+            t.location()
+        ),
+    }))
 }
 
 async fn open_existing(config: &Config, table: &str) -> Result<(Lake, HudiTable), PipelineError> {
     known_table(config, table)?;
-    hudi_only(config, table, "show/history")?;
     let lake = Lake::open(config).await?;
     match HudiTable::open(lake.store.clone(), lake.table_path(table), table).await? {
         Some(t) => Ok((lake, t)),
@@ -164,6 +182,22 @@ async fn show(
     filters: &[String],
     meta: bool,
 ) -> Result<(), PipelineError> {
+    known_table(config, table)?;
+    if let Some(t) = open_delta(config, table).await? {
+        if !t.exists() {
+            return Err(no_delta_table(&t));
+        }
+        let batches = t.snapshot().await.map_err(SinkError::from)?;
+        let keys = config
+            .route(table)
+            .map(|r| r.key.clone())
+            .unwrap_or_default();
+        println!(
+            "{}",
+            output::rows(table, batches, &keys, filters, limit, meta)?
+        );
+        return Ok(());
+    }
     let (_, mut t) = open_existing(config, table).await?;
     let batches = t.snapshot().await?;
     let keys = t
@@ -175,6 +209,15 @@ async fn show(
 }
 
 async fn history(config: &Config, table: &str) -> Result<(), PipelineError> {
+    known_table(config, table)?;
+    if let Some(t) = open_delta(config, table).await? {
+        if !t.exists() {
+            return Err(no_delta_table(&t));
+        }
+        let entries = t.history().await.map_err(SinkError::from)?;
+        println!("{}", output::delta_history(&entries));
+        return Ok(());
+    }
     let (_, t) = open_existing(config, table).await?;
     let entries = t.history().await?;
     println!("{}", output::history(&entries));
@@ -183,7 +226,9 @@ async fn history(config: &Config, table: &str) -> Result<(), PipelineError> {
 
 async fn lifecycle(config: &Config, action: TableAction, table: &str) -> Result<(), PipelineError> {
     known_table(config, table)?;
-    hudi_only(config, table, "table")?;
+    if let Some(t) = open_delta(config, table).await? {
+        return delta_lifecycle(config, action, &t).await;
+    }
     let lake = Lake::open(config).await?;
     let (key, partitions) = match config.route(table) {
         Some(route) => {
@@ -215,6 +260,36 @@ async fn lifecycle(config: &Config, action: TableAction, table: &str) -> Result<
                 let _ = remove_empty_dirs(&root.join(table));
             }
             println!("{table}: dropped ({n} files removed)");
+        }
+    }
+    Ok(())
+}
+
+/// `table create|truncate|drop` of a Delta table. A Delta table holds its schema from its first version,
+/// so `create` leaves its creation to the first commit (whose rows decide undeclared column types).
+async fn delta_lifecycle(
+    config: &Config,
+    action: TableAction,
+    t: &DeltaSinkTable,
+) -> Result<(), PipelineError> {
+    let table = t.name();
+    let location = t.location();
+    match action {
+        TableAction::Create if t.exists() => println!("{table}: already exists at {location}"),
+        TableAction::Create => println!(
+            "{table}: a Delta table is created by its first commit, with the column types its rows give (nothing written at {location})"
+        ),
+        TableAction::Truncate | TableAction::Drop => {
+            let n = t.drop_table().await.map_err(SinkError::from)?;
+            let lake = Lake::open(config).await?;
+            if let Some(root) = &lake.local_root {
+                let _ = remove_empty_dirs(&root.join(table));
+            }
+            if matches!(action, TableAction::Truncate) {
+                println!("{table}: truncated ({n} files removed; its checkpoint is reset, so the next run rebuilds it from what the source still holds)");
+            } else {
+                println!("{table}: dropped ({n} files removed)");
+            }
         }
     }
     Ok(())

@@ -138,17 +138,62 @@ pub fn history(entries: &[(Instant, Action, CommitMetadata)]) -> String {
     table(&rows)
 }
 
+/// The commits of a Delta table as a text table.
+pub fn delta_history(entries: &[crate::sink::delta::DeltaCommit]) -> String {
+    let mut rows = vec![[
+        "version",
+        "time",
+        "operation",
+        "inserted",
+        "updated",
+        "deleted",
+        "files",
+        "checkpoint",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for e in entries {
+        let count = |i: usize| e.counts.map_or("-".to_string(), |c| c[i].to_string());
+        let time = e
+            .timestamp
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or("-".to_string(), |t| {
+                t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+            });
+        let checkpoint = e
+            .checkpoint
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<BTreeMap<String, Checkpoint>>(t).ok())
+            .map_or("-".to_string(), |m| describe(&m));
+        rows.push(vec![
+            e.version.to_string(),
+            time,
+            e.operation.clone(),
+            count(0),
+            count(1),
+            count(2),
+            count(3),
+            checkpoint,
+        ]);
+    }
+    table(&rows)
+}
+
+/// Source checkpoints for people: `erp: sales.jsonl line 1200; …`.
+pub fn describe(checkpoints: &BTreeMap<String, Checkpoint>) -> String {
+    checkpoints
+        .iter()
+        .map(|(s, c)| format!("{s}: {}", c.describe()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The source checkpoints a commit stores, for people (`erp: sales.jsonl line 1200`), or `-`.
 pub fn checkpoints(meta: &CommitMetadata) -> String {
     meta.extra_metadata
         .get(CHECKPOINT_KEY)
         .and_then(|t| serde_json::from_str::<BTreeMap<String, Checkpoint>>(t).ok())
-        .map(|m| {
-            m.iter()
-                .map(|(s, c)| format!("{s}: {}", c.describe()))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        .map(|m| describe(&m))
         .unwrap_or_else(|| "-".into())
 }
 

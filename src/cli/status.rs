@@ -5,7 +5,9 @@
 use super::output;
 use crate::config::Config;
 use crate::pipeline::{Lake, PipelineError, DEAD_LETTER_TABLE};
+use crate::sink::delta::DeltaSinkTable;
 use crate::sink::hudi::HudiTable;
+use crate::sink::SinkError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use serde_json::Value as Json;
@@ -196,6 +198,10 @@ async fn from_timelines(config: &Config) -> Result<String, PipelineError> {
         .map(|r| r.table.as_str())
         .chain([DEAD_LETTER_TABLE]);
     for name in tables {
+        if let Some(row) = delta_row(config, &lake, name).await? {
+            rows.push(row);
+            continue;
+        }
         let table = HudiTable::open(lake.store.clone(), lake.table_path(name), name).await?;
         let last = match &table {
             Some(t) => t.last_commit().await?,
@@ -223,6 +229,58 @@ async fn from_timelines(config: &Config) -> Result<String, PipelineError> {
         ]);
     }
     Ok(output::table(&rows).trim_end().to_string())
+}
+
+/// The status row of a Delta route's table (`None` for Hudi tables): its version, commit time and the
+/// checkpoints it stores.
+async fn delta_row(
+    config: &Config,
+    lake: &Lake,
+    name: &str,
+) -> Result<Option<Vec<String>>, PipelineError> {
+    let Some(route) = config.route(name) else {
+        return Ok(None);
+    };
+    if route.table_format(&config.lake) != crate::config::LakeFormat::Delta {
+        return Ok(None);
+    }
+    let spec = crate::fold::RouteSpec::new(route, None);
+    let t = DeltaSinkTable::open(lake, name, &spec.key_names(), &spec.partition_names())
+        .await
+        .map_err(SinkError::from)?;
+    let newest = t
+        .history()
+        .await
+        .map_err(SinkError::from)?
+        .into_iter()
+        .next();
+    let (version, at) = match &newest {
+        None => ("(not created)".to_string(), "-".to_string()),
+        Some(c) => (
+            format!("v{}", c.version),
+            c.timestamp
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map_or("-".into(), |t| {
+                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+                }),
+        ),
+    };
+    let checkpoints = t.stored_checkpoints().map_err(SinkError::from)?;
+    let checkpoint = match checkpoints.is_empty() {
+        true => "-".to_string(),
+        false => output::describe(&checkpoints),
+    };
+    let dash = || "-".to_string();
+    Ok(Some(vec![
+        name.to_string(),
+        version,
+        at,
+        checkpoint,
+        dash(),
+        dash(),
+        dash(),
+        dash(),
+    ]))
 }
 
 /// `20261203121501234` → `2026-12-03T12:15:01.234Z` (Hudi instants are UTC here).

@@ -89,20 +89,6 @@ pub(super) fn validate(config: &Config, sites: &Sites) -> Vec<ConfigError> {
     }
     // [catalog]
     if let (Some(catalog), Some(site)) = (&config.catalog, &sites.catalog) {
-        let delta = config
-            .routes
-            .iter()
-            .find(|r| r.table_format(&config.lake) == LakeFormat::Delta);
-        if let (CatalogKind::Glue, Some(route)) = (catalog.kind, delta) {
-            errors.push(site.error(
-                "catalog",
-                "type",
-                format!(
-                    "route `{}` writes a Delta table, and registering Delta tables in Glue is not supported by this build yet (use type = \"none\", or format = \"hudi\")",
-                    route.table
-                ),
-            ));
-        }
         if catalog.kind == CatalogKind::Glue && catalog.database.as_deref().unwrap_or("").is_empty()
         {
             errors.push(site.error("catalog", "database", "required for type = \"glue\""));

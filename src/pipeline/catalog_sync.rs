@@ -36,6 +36,7 @@ pub(super) async fn sync_catalog(catalog: &Catalog, lake: &Lake, routes: &mut [R
             partition_fields: &partition_fields,
             partitions: &partitions,
             instant: &instant,
+            format: route.table.format(),
         };
         match catalog.sync(&reg).await {
             Ok(()) => {
@@ -65,6 +66,7 @@ pub(super) async fn sync_dead_letters(catalog: &Catalog, lake: &Lake, dead: &mut
         partition_fields: &[],
         partitions: &[],
         instant: &instant,
+        format: dead.table.format(),
     };
     match catalog.sync(&reg).await {
         Ok(()) => {

@@ -5,6 +5,7 @@
 use super::delta::DeltaError;
 use super::hudi::HudiError;
 use super::row::{CommitSummary, StagedRow, TableLayout};
+use crate::config::LakeFormat;
 use crate::schema::TableSchema;
 use lakefold_api::{Checkpoint, ErrorClass};
 use std::collections::BTreeMap;
@@ -81,6 +82,9 @@ pub struct CatalogState {
 pub trait TableSink: Send {
     /// The table's name.
     fn name(&self) -> &str;
+
+    /// The table's format.
+    fn format(&self) -> LakeFormat;
 
     /// The latest completed version (Hudi instant), as last read or written; `None` before the first.
     fn latest_version(&self) -> Option<String>;

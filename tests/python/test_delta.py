@@ -208,3 +208,41 @@ def test_a_second_writer_committing_between_lakefold_commits_makes_lakefold_stop
     assert proc.returncode != 0, text
     assert "another writer committed to this Delta table" in text, text
     assert DeltaTable(str(table)).version() == before + 1, "lakefold committed over the other writer"
+
+
+def test_show_history_status_and_table_truncate_drop_work_on_delta_tables(tmp):
+    from deltalake import DeltaTable
+    events = gen.generate(600, seed=27)
+    path = tmp / "events.jsonl"
+    write_events(path, events[:300])
+    cfg = delta_config(tmp, path)
+    lakefold("--config", cfg, "run", "--once")
+    write_events(path, events[300:], append=True)
+    lakefold("--config", cfg, "run", "--once")
+    expected = gen.expected_tables(events)
+    lines = sum(1 for _ in open(path))
+
+    history = lakefold("--config", cfg, "history", "sales").stdout.splitlines()
+    assert history[0].split()[:3] == ["version", "time", "operation"]
+    body = [l.split() for l in history[2:]]
+    assert [r[0] for r in body] == ["1", "0"], history
+    assert body[0][2] == "MERGE" and body[1][2] == "CREATE"
+    assert ("line %d" % lines) in history[2]
+    inserted, updated, deleted = (int(x) for x in body[0][4:7])
+    assert inserted + updated + deleted > 0
+
+    shown = lakefold("--config", cfg, "show", "sales", "--limit", "5").stdout
+    assert "SaleId" in shown and ("5 of %d rows" % len(expected["sales"])) in shown
+
+    status = lakefold("--config", cfg, "status").stdout
+    row = next(l for l in status.splitlines() if l.startswith("sales "))
+    assert "v1" in row and ("line %d" % lines) in row, status
+
+    out = lakefold("--config", cfg, "table", "truncate", "sales").stdout
+    assert "truncated" in out
+    assert not (tmp / "lake" / "sales" / "_delta_log").exists()
+    lakefold("--config", cfg, "run", "--once")
+    assert as_table(DeltaTable(str(tmp / "lake" / "sales")).to_pyarrow_table().to_pylist(), ["SaleId"],
+                    [r for r in gen.ROUTES if r[0] == "sales"][0][2]) == expected["sales"]
+    assert "dropped" in lakefold("--config", cfg, "table", "drop", "agents").stdout
+    assert not (tmp / "lake" / "agents").exists()

@@ -297,3 +297,53 @@ def test_the_dead_letter_table_is_registered_in_glue_only_when_asked(tmp, moto):
     t = glue.get_table(DatabaseName=database, Name="_lakefold_dead_letters")["Table"]
     cols = [c["Name"] for c in t["StorageDescriptor"]["Columns"]]
     assert "raw_base64" in cols and "error" in cols and t["Parameters"]["spark.sql.sources.provider"] == "hudi"
+
+
+def test_delta_tables_on_s3_read_back_with_deltalake_and_register_in_glue_as_athena_and_trino_read_them(tmp, moto):
+    import subprocess
+    from conftest import BIN
+    from deltalake import DeltaTable
+    bucket, glue, database = glue_database(moto, "deltalake")
+    events = gen.generate(700, seed=63)
+    write_events(tmp / "events.jsonl", events[:400])
+    cfg = s3_config(tmp, bucket, tmp / "events.jsonl", gen.ROUTES, BY_PROJECT, catalog=glue_catalog(database))
+    cfg.write_text(cfg.read_text().replace("[lake]\n", '[lake]\nformat = "delta"\n', 1))
+
+    def run():
+        proc = subprocess.run([BIN, "--config", str(cfg), "run", "--once"], env=moto.env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run()
+    write_events(tmp / "events.jsonl", events[400:], append=True)
+    run()
+    expected = gen.expected_tables(events)
+    base = "s3://%s/warehouse/erp" % bucket
+    for table, key, columns, _ in gen.ROUTES:
+        dt = DeltaTable("%s/%s" % (base, table), storage_options=moto.storage_options())
+        assert as_table(dt.to_pyarrow_table().to_pylist(), key, columns) == expected[table], table
+        assert dt.transaction_version("lakefold-events") == 1, table
+    by_project = DeltaTable(base + "/sales_by_project", storage_options=moto.storage_options())
+    assert by_project.metadata().partition_columns == ["ProjectId"]
+    assert {r["SaleId"] for r in by_project.to_pyarrow_table().to_pylist()} == {k[0] for k in expected["sales"]}
+
+    for table, _, columns, _ in gen.ROUTES + [("sales_by_project", ["SaleId"], ["SaleId", "StatusId", "ContractSubtotal"], "delete")]:
+        t = glue.get_table(DatabaseName=database, Name=table)["Table"]
+        sd = t["StorageDescriptor"]
+        assert t["TableType"] == "EXTERNAL_TABLE"
+        params = t["Parameters"]
+        assert params["spark.sql.sources.provider"] == "delta" and params["table_type"] == "DELTA", params
+        assert params["EXTERNAL"] == "TRUE"
+        assert sd["Location"] == "%s/%s" % (base, table)
+        assert sd["SerdeInfo"]["Parameters"] == {"serialization.format": "1", "path": "%s/%s" % (base, table)}
+        assert sd["SerdeInfo"]["SerializationLibrary"] == "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
+        assert sd["InputFormat"] == "org.apache.hadoop.mapred.SequenceFileInputFormat"
+        names = [c["Name"] for c in sd["Columns"]]
+        assert not any(n.startswith("_hoodie") for n in names)
+        assert all(c in names for c in columns if c != "ProjectId")
+        dt = DeltaTable("%s/%s" % (base, table), storage_options=moto.storage_options())
+        assert params["lakefold.delta_version_sync"] == str(dt.version()), table
+    part = glue.get_table(DatabaseName=database, Name="sales_by_project")["Table"]
+    assert [k["Name"] for k in part["PartitionKeys"]] == ["ProjectId"]
+    assert glue.get_partitions(DatabaseName=database, TableName="sales_by_project")["Partitions"] == []
+    types = {c["Name"]: c["Type"] for c in glue.get_table(DatabaseName=database, Name="sales")["Table"]["StorageDescriptor"]["Columns"]}
+    assert types["ContractSubtotal"] == "decimal(18,4)" and types["ContractSigningDate"] == "timestamp"

@@ -6,11 +6,13 @@
 mod checkpoint;
 mod error;
 mod files;
+mod read;
 mod sink;
 mod table;
 mod upsert;
 
 pub use checkpoint::{app_id, CHECKPOINT_PROPERTY, KEY_PROPERTY};
 pub use error::DeltaError;
+pub use read::{DeltaCommit, COUNT_KEYS};
 pub use table::DeltaSinkTable;
 pub use upsert::CHECKPOINT_INTERVAL;

@@ -80,6 +80,10 @@ impl TableSink for DeltaSinkTable {
         DeltaSinkTable::name(self)
     }
 
+    fn format(&self) -> crate::config::LakeFormat {
+        crate::config::LakeFormat::Delta
+    }
+
     fn latest_version(&self) -> Option<String> {
         self.table.version().map(|v| v.to_string())
     }

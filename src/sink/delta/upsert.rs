@@ -138,8 +138,14 @@ impl DeltaSinkTable {
         summary.files = adds.len();
         summary.bytes = adds.iter().map(|a| a.size as u64).sum();
         crate::sink::failpoint(&self.name, "after-data");
+        let counts = [
+            summary.inserts,
+            summary.updates,
+            summary.deletes,
+            summary.files as u64,
+        ];
         let version = self
-            .commit_actions(schema, adds, removes, checkpoints)
+            .commit_actions(schema, adds, removes, checkpoints, counts)
             .await?;
         summary.instant = Some(version.to_string());
         Ok(summary)
@@ -520,12 +526,16 @@ impl DeltaSinkTable {
         adds: Vec<Add>,
         removes: Vec<Remove>,
         checkpoints: &SourceCheckpoints,
+        counts: [u64; 4],
     ) -> Result<u64, DeltaError> {
         let txns = self.transactions(checkpoints).await?;
-        let info = HashMap::from([(
+        let mut info = HashMap::from([(
             CHECKPOINT_PROPERTY.to_string(),
             serde_json::Value::String(checkpoint::property_text(checkpoints)),
         )]);
+        for (key, n) in super::read::COUNT_KEYS.iter().zip(counts) {
+            info.insert(key.to_string(), serde_json::Value::from(n));
+        }
         let properties = CommitProperties::default()
             .with_application_transactions(txns)
             .with_metadata(info);

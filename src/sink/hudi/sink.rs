@@ -50,6 +50,10 @@ impl TableSink for HudiTable {
         HudiTable::name(self)
     }
 
+    fn format(&self) -> crate::config::LakeFormat {
+        crate::config::LakeFormat::Hudi
+    }
+
     fn latest_version(&self) -> Option<String> {
         self.timeline()
             .completed_writes()
