@@ -41,6 +41,11 @@ def log_actions(table_path):
     return out
 
 
+def live_files(dt, table_path):
+    """The data files of a snapshot, relative to the table."""
+    return {os.path.relpath(u, str(table_path)) for u in dt.file_uris()}
+
+
 def assert_delta_tables_match(lake, expected, routes=None):
     for table, key, columns, _ in routes or gen.ROUTES:
         want = expected[table]
@@ -246,3 +251,32 @@ def test_show_history_status_and_table_truncate_drop_work_on_delta_tables(tmp):
                     [r for r in gen.ROUTES if r[0] == "sales"][0][2]) == expected["sales"]
     assert "dropped" in lakefold("--config", cfg, "table", "drop", "agents").stdout
     assert not (tmp / "lake" / "agents").exists()
+
+
+def test_vacuum_deletes_replaced_files_once_the_retained_versions_no_longer_need_them(tmp):
+    from deltalake import DeltaTable
+    events = gen.generate(2400, seed=33)
+    path = tmp / "events.jsonl"
+    write_events(path, events)
+    sales = [r for r in gen.ROUTES if r[0] == "sales"]
+    cfg = write_config(tmp, path, routes=sales, commit="[commit]\nmax_events = 200\n",
+                       route_extra={"sales": "clean_retain_commits = 3\n"})
+    cfg.write_text(cfg.read_text().replace("[lake]\n", '[lake]\nformat = "delta"\n', 1))
+    lakefold("--config", cfg, "run", "--once")
+    table = tmp / "lake" / "sales"
+    dt = DeltaTable(str(table))
+    latest = dt.version()
+    assert latest >= 8
+    removed = [a["remove"]["path"] for v, acts in log_actions(table).items() for a in acts if "remove" in a]
+    assert removed, "no commit replaced a file"
+    on_disk = {str(p.relative_to(table)) for p in table.rglob("*.parquet") if "_delta_log" not in p.parts}
+    # the snapshots of the last three versions read whole (time travel), with every row of their time
+    for v in range(latest - 2, latest + 1):
+        old = DeltaTable(str(table), version=v)
+        assert live_files(old, table) <= on_disk, "version %d lost a file" % v
+        assert len(old.to_pyarrow_table()) > 0
+    assert as_table(dt.to_pyarrow_table().to_pylist(), ["SaleId"], sales[0][2]) == gen.expected_tables(events)["sales"]
+    # files only older versions needed are gone, and vacuuming wrote no Delta version
+    needed = set().union(*(live_files(DeltaTable(str(table), version=v), table) for v in range(latest - 2, latest + 1)))
+    assert on_disk == needed, (sorted(on_disk - needed)[:3], sorted(needed - on_disk)[:3])
+    assert not any("VACUUM" in json.dumps(acts) for acts in log_actions(table).values())

@@ -10,6 +10,7 @@ mod read;
 mod sink;
 mod table;
 mod upsert;
+mod vacuum;
 
 pub use checkpoint::{app_id, CHECKPOINT_PROPERTY, KEY_PROPERTY};
 pub use error::DeltaError;

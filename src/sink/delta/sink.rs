@@ -116,11 +116,15 @@ impl TableSink for DeltaSinkTable {
 
     async fn run_services(
         &mut self,
-        _policy: &TableServicePolicy,
+        policy: &TableServicePolicy,
     ) -> Result<ServiceReport, SinkError> {
         // Delta checkpoints (every `delta.checkpointInterval` commits) and expired-log cleanup run in
-        // each commit's post-commit hook.
-        Ok(ServiceReport::default())
+        // each commit's post-commit hook; VACUUM here.
+        let files_cleaned = self.vacuum(policy).await?;
+        Ok(ServiceReport {
+            files_cleaned,
+            ..ServiceReport::default()
+        })
     }
 
     async fn catalog_state(&mut self) -> Result<Option<CatalogState>, SinkError> {

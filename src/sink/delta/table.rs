@@ -24,6 +24,8 @@ pub struct DeltaSinkTable {
     pub(super) partition_by: Vec<String>,
     /// The table's URI (`file:///…` or `s3://…`).
     pub(super) location: Url,
+    /// Removed files waiting for VACUUM.
+    pub(super) vacuum: super::vacuum::Vacuum,
 }
 
 impl DeltaSinkTable {
@@ -59,6 +61,7 @@ impl DeltaSinkTable {
             key: key.to_vec(),
             partition_by: partition_by.to_vec(),
             location,
+            vacuum: Default::default(),
         })
     }
 

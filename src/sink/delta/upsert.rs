@@ -539,6 +539,10 @@ impl DeltaSinkTable {
         let properties = CommitProperties::default()
             .with_application_transactions(txns)
             .with_metadata(info);
+        let removed: Vec<Path> = removes
+            .iter()
+            .filter_map(|r| Path::from_url_path(&r.path).ok())
+            .collect();
         let mut actions: Vec<Action> = removes.into_iter().map(Action::Remove).collect();
         actions.extend(adds.into_iter().map(Action::Add));
         if !self.exists() {
@@ -552,7 +556,10 @@ impl DeltaSinkTable {
             not_matched_predicates: vec![],
             not_matched_by_source_predicates: vec![],
         };
-        self.commit_with(actions, properties, operation).await
+        let version = self.commit_with(actions, properties, operation).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        self.vacuum.removed(version, now, removed);
+        Ok(version)
     }
 
     /// Commits `actions` on the current snapshot and reads the new version's state.
