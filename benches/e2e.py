@@ -8,6 +8,7 @@ Scenarios (see benches/README.md):
   p2-uniform     upsert 10k keyed changes into an M-row `sales` table (uniform keys): lakefold `run --once`
                  vs delta-rs MERGE (Python `deltalake`) of the same rows into a same-sized Delta table
   p2-recent      the same with 90 % of the changes on the newest 10 % of keys
+  p2-*-delta     the same upserts with `format = "delta"` (lakefold's Delta sink) against the same MERGE
   p4-load        the initial load of M insert events into `sales` (peak RSS is the P4 figure)
   p5-restart     restart + one commit of 100 changes on an M/10-row table with a full active timeline
 
@@ -112,8 +113,8 @@ def store_requests():
     return "?"
 
 
-def lakefold_config(work, events, routes):
-    text = '[lake]\nuri = "%s"\n\n[sources.events]\ntype = "debezium-file"\npath = "%s"\n' % (work / "lake", events)
+def lakefold_config(work, events, routes, fmt="hudi"):
+    text = '[lake]\nuri = "%s"\nformat = "%s"\n\n[sources.events]\ntype = "debezium-file"\npath = "%s"\n' % (work / "lake", fmt, events)
     for table, key, columns, on_delete in routes:
         text += '\n[[route]]\ntable = "%s"\nsource = "events"\nfrom = "dbo.SALES"\nkey = %s\ncolumns = %s\non_delete = "%s"\n' % (
             table, json.dumps(key), json.dumps(columns), on_delete)
@@ -178,33 +179,45 @@ def run_p2(args, work, results):
         for i in range(1, rows + 1):
             f.write(gen.encode(insert_event(i, (0x27 << 48) + i * 16), False, "string") + "\n")
     sales = [r for r in gen.ROUTES if r[0] == "sales"]
+    formats = args.formats.split(",")
     for variant, recent in (("p2-uniform", False), ("p2-recent", True)):
         if variant[3:] not in args.p2.split(","):
             continue
         keys = changes(rows, args.changes, recent)
         for rep in range(args.repeat):
-            shutil.rmtree(work / "lake", ignore_errors=True)
-            shutil.copy(events, work / "stream.jsonl")
-            cfg = lakefold_config(work, work / "stream.jsonl", sales)
-            secs, rss = timed([args.bin, "--config", str(cfg), "run", "--once"])
-            if variant == "p2-uniform":
-                record(results, "p4-load", "lakefold initial load", rows, secs, rss)
-            base = (0x28 << 48)
-            with open(work / "stream.jsonl", "a") as f, open(work / "changes.jsonl", "w") as c:
-                for j, k in enumerate(keys):
-                    before = insert_event(k, 0)["after"]
-                    after = dict(before, StatusId=2, StatusName="Signed", ContractSubtotal=before["ContractSubtotal"] + 1)
-                    e = {"op": "u", "before": before, "after": after, "ts_ms": 1_800_000_000_000,
-                         "commit_lsn": gen.lsn_text(base + j * 16), "change_lsn": gen.lsn_text(base + j * 16), "event_serial_no": 2}
-                    f.write(gen.encode(e, False, "string") + "\n")
-                    c.write(json.dumps({col: after[col] for col in SALES_COLUMNS}) + "\n")
-            secs, rss = timed([args.bin, "--config", str(cfg), "run", "--once"])
-            record(results, variant, "lakefold upsert into Hudi", len(keys), secs, rss)
-            print("%-14s object store: %s" % (variant, store_requests()), flush=True)
+            scenarios = []
+            for fmt in formats:
+                scenario = variant if fmt == "hudi" else "%s-%s" % (variant, fmt)
+                scenarios.append(scenario)
+                shutil.rmtree(work / "lake", ignore_errors=True)
+                shutil.copy(events, work / "stream.jsonl")
+                cfg = lakefold_config(work, work / "stream.jsonl", sales, fmt)
+                secs, rss = timed([args.bin, "--config", str(cfg), "run", "--once"])
+                if variant == "p2-uniform":
+                    load = "p4-load" if fmt == "hudi" else "p4-load-%s" % fmt
+                    record(results, load, "lakefold initial load (%s)" % fmt, rows, secs, rss)
+                append_changes(work, keys)
+                secs, rss = timed([args.bin, "--config", str(cfg), "run", "--once"])
+                record(results, scenario, "lakefold upsert into %s" % fmt.capitalize(), len(keys), secs, rss)
+                print("%-14s object store: %s" % (scenario, store_requests()), flush=True)
             shutil.rmtree(work / "delta", ignore_errors=True)
             timed([args.python, "-c", PEER_MERGE_SETUP, str(work / "delta"), str(rows)])
             secs, rss = timed([args.python, "-c", PEER_MERGE, str(work / "delta"), str(work / "changes.jsonl")])
-            record(results, variant, "delta-rs MERGE", len(keys), secs, rss)
+            for scenario in scenarios:
+                record(results, scenario, "delta-rs MERGE", len(keys), secs, rss)
+
+
+def append_changes(work, keys):
+    """The changes as Debezium updates appended to the stream, and as plain rows for the MERGE peer."""
+    base = (0x28 << 48)
+    with open(work / "stream.jsonl", "a") as f, open(work / "changes.jsonl", "w") as c:
+        for j, k in enumerate(keys):
+            before = insert_event(k, 0)["after"]
+            after = dict(before, StatusId=2, StatusName="Signed", ContractSubtotal=before["ContractSubtotal"] + 1)
+            e = {"op": "u", "before": before, "after": after, "ts_ms": 1_800_000_000_000,
+                 "commit_lsn": gen.lsn_text(base + j * 16), "change_lsn": gen.lsn_text(base + j * 16), "event_serial_no": 2}
+            f.write(gen.encode(e, False, "string") + "\n")
+            c.write(json.dumps({col: after[col] for col in SALES_COLUMNS}) + "\n")
 
 
 def run_p5(args, work, results):
@@ -269,6 +282,7 @@ def main():
     ap.add_argument("--changes", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--p2", default="uniform,recent", help="p2 variants: uniform, recent")
+    ap.add_argument("--formats", default="hudi,delta", help="p2 table formats lakefold writes: hudi, delta")
     ap.add_argument("--only", default="p1,p2,p5", help="comma-separated: p1, p2, p5")
     args = ap.parse_args()
     results = {}

@@ -329,9 +329,10 @@ pub struct RouteConfig {
     /// Partition columns (output names); hive-style paths `col=value/`.
     #[serde(default)]
     pub partition_by: Vec<String>,
-    /// Parquet compression: `snappy`, `gzip` (default, as Hudi), `zstd` or `none`.
+    /// Parquet compression: `snappy`, `gzip`, `zstd` or `none`. Default: `gzip` for Hudi tables (as
+    /// Hudi), `snappy` for Delta tables (as Spark and delta-rs write Delta).
     #[serde(default)]
-    pub compression: Compression,
+    pub compression: Option<Compression>,
     /// Table format of this route's table (`hudi` or `delta`); default `[lake] format`.
     #[serde(default)]
     pub format: Option<LakeFormat>,
@@ -373,6 +374,15 @@ impl RouteConfig {
     /// The route's table format: its own `format`, else the lake's.
     pub fn table_format(&self, lake: &LakeConfig) -> LakeFormat {
         self.format.unwrap_or(lake.format)
+    }
+
+    /// The route's Parquet codec in a table of `format`: its own `compression`, else the format's usual
+    /// one.
+    pub fn codec(&self, format: LakeFormat) -> Compression {
+        self.compression.unwrap_or(match format {
+            LakeFormat::Hudi => Compression::Gzip,
+            LakeFormat::Delta => Compression::Snappy,
+        })
     }
 
     /// `(output name, source name)` pairs in output order.

@@ -358,7 +358,7 @@ mod tests {
             types: indexmap::IndexMap::new(),
             on_delete: OnDelete::Delete,
             partition_by: vec![],
-            compression: Compression::Snappy,
+            compression: Some(Compression::Snappy),
             format: None,
             max_file_size: ByteSize(1 << 27),
             small_file_limit: ByteSize(1 << 26),

@@ -247,7 +247,7 @@ mod tests {
             types: IndexMap::new(),
             on_delete,
             partition_by: partition.iter().map(|s| s.to_string()).collect(),
-            compression: Compression::Snappy,
+            compression: Some(Compression::Snappy),
             format: None,
             max_file_size: ByteSize(1 << 27),
             small_file_limit: ByteSize(1 << 26),

@@ -123,7 +123,7 @@ pub(super) async fn open_route(
     Ok(RouteState {
         spec,
         layout: TableLayout {
-            compression: route.compression,
+            compression: route.codec(route.format.unwrap_or(lake.format)),
             max_file_size: route.max_file_size.0,
             small_file_limit: route.small_file_limit.0,
         },

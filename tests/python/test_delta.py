@@ -117,14 +117,14 @@ def test_a_route_can_choose_delta_while_the_lake_writes_hudi(tmp):
     assert as_table(read_hudi(lake / "agents"), key, columns) == expected["agents"]
 
 
-def test_a_partitioned_delta_table_checkpoints_every_ten_commits_and_keeps_the_txn_in_the_checkpoint(tmp):
+def test_a_partitioned_delta_table_moves_keys_whose_partition_changes_checkpoints_every_ten_commits_and_keeps_the_txn(tmp):
     from deltalake import DeltaTable
     events = gen.generate(3000, seed=12)
     path = tmp / "events.jsonl"
     write_events(path, events)
     sales = [r for r in gen.ROUTES if r[0] == "sales"]
     cfg = write_config(tmp, path, routes=sales, commit="[commit]\nmax_events = 200\n",
-                       route_extra={"sales": 'partition_by = ["UnitId"]\n'})
+                       route_extra={"sales": 'partition_by = ["AgentId"]\n'})
     cfg.write_text(cfg.read_text().replace("[lake]\n", '[lake]\nformat = "delta"\n', 1))
     lakefold("--config", cfg, "run", "--once")
     table = tmp / "lake" / "sales"
@@ -132,8 +132,8 @@ def test_a_partitioned_delta_table_checkpoints_every_ten_commits_and_keeps_the_t
     assert dt.version() >= 10, "expected one commit per 200 events"
     assert (table / "_delta_log" / "_last_checkpoint").exists()
     assert list((table / "_delta_log").glob("*.checkpoint.parquet")), "no Delta checkpoint written"
-    assert dt.metadata().partition_columns == ["UnitId"]
-    assert {p.name.split("=")[0] for p in table.iterdir() if p.is_dir() and p.name != "_delta_log"} == {"UnitId"}
+    assert dt.metadata().partition_columns == ["AgentId"]
+    assert {p.name.split("=")[0] for p in table.iterdir() if p.is_dir() and p.name != "_delta_log"} == {"AgentId"}
     assert as_table(dt.to_pyarrow_table().to_pylist(), ["SaleId"], sales[0][2]) == gen.expected_tables(events)["sales"]
     # the txn survives in the checkpoint: a reader that starts from it still sees the source's version
     assert dt.transaction_version("lakefold-events") == dt.version()

@@ -56,11 +56,20 @@ impl LiveFile {
     }
 }
 
+/// Where a key is stored.
+struct StoredKey {
+    partition: String,
+    /// Its file's index among the partition's live files.
+    file: usize,
+    position: String,
+}
+
 /// What happens to one live file.
 #[derive(Default)]
 struct FileWork {
-    /// Staged rows replacing (upsert) or removing (delete) keys the file holds.
-    changes: HashMap<String, usize>,
+    /// Keys the file holds that change: replaced by this staged row, or dropped (`None`: deleted, or
+    /// moved to another partition).
+    changes: HashMap<String, Option<usize>>,
     /// Staged rows appended (new keys).
     inserts: Vec<usize>,
 }
@@ -91,21 +100,9 @@ impl DeltaSinkTable {
     ) -> Result<CommitSummary, DeltaError> {
         let live = self.live_files();
         let mut summary = CommitSummary::default();
-        let mut plans = BTreeMap::new();
-        for (partition, indexes) in by_partition(&rows) {
-            let plan = self
-                .plan_partition(
-                    schema,
-                    &rows,
-                    &live,
-                    partition,
-                    indexes,
-                    layout,
-                    &mut summary,
-                )
-                .await?;
-            plans.insert(partition.to_string(), plan);
-        }
+        let plans = self
+            .plan(schema, &rows, &live, layout, &mut summary)
+            .await?;
         if summary.inserts + summary.updates + summary.deletes == 0 {
             return Ok(CommitSummary {
                 stale: summary.stale,
@@ -174,82 +171,85 @@ impl DeltaSinkTable {
         out
     }
 
-    /// Finds which files of `partition` hold the staged keys and decides each row's fate.
-    #[allow(clippy::too_many_arguments)]
-    async fn plan_partition(
+    /// Finds where each staged key is stored (in any partition: a key whose partition value changed
+    /// moves, as with Hudi's global index) and decides each row's fate, by partition.
+    async fn plan(
         &self,
         schema: &TableSchema,
         rows: &[StagedRow],
         live: &HashMap<String, Vec<LiveFile>>,
-        partition: &str,
-        indexes: Vec<usize>,
         layout: TableLayout,
         summary: &mut CommitSummary,
-    ) -> Result<PartitionPlan, DeltaError> {
-        let files: &[LiveFile] = live.get(partition).map_or(&[], |v| v.as_slice());
-        let wanted: HashSet<&str> = indexes
-            .iter()
-            .map(|&i| rows[i].record_key.as_str())
-            .collect();
-        let stored = self.stored_keys(schema, files, &wanted).await?;
-        let mut plan = PartitionPlan::default();
-        for i in indexes {
-            let row = &rows[i];
-            match (stored.get(row.record_key.as_str()), &row.change) {
-                (Some((_, pos)), _) if pos.as_str() >= row.position.as_str() => summary.stale += 1,
-                (Some((file, _)), change) => {
-                    match change {
-                        RowChange::Upsert(_) => summary.updates += 1,
-                        RowChange::Delete => summary.deletes += 1,
-                    }
-                    let work = plan.rewrites.entry(*file).or_default();
-                    work.changes.insert(row.record_key.clone(), i);
-                }
-                (None, RowChange::Upsert(_)) => {
+    ) -> Result<BTreeMap<String, PartitionPlan>, DeltaError> {
+        let wanted: HashSet<&str> = rows.iter().map(|r| r.record_key.as_str()).collect();
+        let stored = self.stored_keys(schema, live, &wanted).await?;
+        let mut plans: BTreeMap<String, PartitionPlan> = BTreeMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            let upsert = matches!(row.change, RowChange::Upsert(_));
+            let Some(at) = stored.get(row.record_key.as_str()) else {
+                if upsert {
                     summary.inserts += 1;
-                    plan.new_rows.push(i);
+                    plan_of(&mut plans, &row.partition_path).new_rows.push(i);
                 }
-                (None, RowChange::Delete) => {}
+                continue;
+            };
+            if at.position.as_str() >= row.position.as_str() {
+                summary.stale += 1;
+                continue;
+            }
+            let in_place = upsert && at.partition == row.partition_path;
+            let work = plan_of(&mut plans, &at.partition)
+                .rewrites
+                .entry(at.file)
+                .or_default();
+            work.changes
+                .insert(row.record_key.clone(), in_place.then_some(i));
+            match (upsert, in_place) {
+                (false, _) => summary.deletes += 1,
+                (true, true) => summary.updates += 1,
+                (true, false) => {
+                    summary.updates += 1;
+                    plan_of(&mut plans, &row.partition_path).new_rows.push(i);
+                }
             }
         }
-        // New keys fill the partition's smallest small file first (as Hudi's small-file handling).
-        let small = files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.size < layout.small_file_limit)
-            .min_by_key(|(_, f)| f.size);
-        if let Some((i, _)) = small {
-            if !plan.new_rows.is_empty() {
-                let work = plan.rewrites.entry(i).or_default();
-                work.inserts = std::mem::take(&mut plan.new_rows);
-            }
+        for (partition, plan) in plans.iter_mut() {
+            let files: &[LiveFile] = live.get(partition).map_or(&[], |v| v.as_slice());
+            fill_small_file(plan, files, layout.small_file_limit);
         }
-        Ok(plan)
+        Ok(plans)
     }
 
-    /// The stored (file, position) of each wanted key found in `files`.
+    /// Where each wanted key is stored, among the live files whose key range admits it.
     async fn stored_keys(
         &self,
         schema: &TableSchema,
-        files: &[LiveFile],
+        live: &HashMap<String, Vec<LiveFile>>,
         wanted: &HashSet<&str>,
-    ) -> Result<HashMap<String, (usize, String)>, DeltaError> {
+    ) -> Result<HashMap<String, StoredKey>, DeltaError> {
         let mut found = HashMap::new();
         let mut columns: Vec<&str> = self.key.iter().map(String::as_str).collect();
         columns.push(crate::schema::POSITION_COLUMN);
-        for (f, file) in files.iter().enumerate() {
-            if !wanted.iter().any(|k| file.may_hold(k)) {
-                continue;
-            }
-            let batches =
-                files::read_file(&self.store, &self.name, &file.path, Some(&columns)).await?;
-            for batch in batches {
-                let keys = self.key_texts(schema, &batch, file)?;
-                let positions = text_column(&batch, crate::schema::POSITION_COLUMN);
-                for (r, key) in keys.into_iter().enumerate() {
-                    if wanted.contains(key.as_str()) {
-                        let pos = positions.as_ref().map_or(String::new(), |p| p(r));
-                        found.insert(key, (f, pos));
+        for (partition, files) in live {
+            for (f, file) in files.iter().enumerate() {
+                if !wanted.iter().any(|k| file.may_hold(k)) {
+                    continue;
+                }
+                let batches =
+                    files::read_file(&self.store, &self.name, &file.path, Some(&columns)).await?;
+                for batch in batches {
+                    let keys = self.key_texts(schema, &batch, file)?;
+                    let positions = text_column(&batch, crate::schema::POSITION_COLUMN);
+                    for (r, key) in keys.into_iter().enumerate() {
+                        if wanted.contains(key.as_str()) {
+                            let position = positions.as_ref().map_or(String::new(), |p| p(r));
+                            let at = StoredKey {
+                                partition: partition.clone(),
+                                file: f,
+                                position,
+                            };
+                            found.insert(key, at);
+                        }
                     }
                 }
             }
@@ -402,12 +402,7 @@ impl DeltaSinkTable {
             let kept = arrow::compute::filter_record_batch(&batch, &keep).map_err(arrow)?;
             parts.push(align(&kept, file_schema).map_err(arrow)?);
         }
-        let mut replacing: Vec<usize> = work
-            .changes
-            .values()
-            .copied()
-            .filter(|&i| matches!(rows[i].change, RowChange::Upsert(_)))
-            .collect();
+        let mut replacing: Vec<usize> = work.changes.values().flatten().copied().collect();
         replacing.sort_unstable();
         replacing.extend(work.inserts.iter().copied());
         if !replacing.is_empty() {
@@ -697,13 +692,29 @@ impl DeltaSinkTable {
     }
 }
 
-/// Staged rows by partition text, in first-seen order of partitions sorted.
-fn by_partition(rows: &[StagedRow]) -> BTreeMap<&str, Vec<usize>> {
-    let mut out: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        out.entry(r.partition_path.as_str()).or_default().push(i);
+/// The plan of `partition`.
+fn plan_of<'a>(
+    plans: &'a mut BTreeMap<String, PartitionPlan>,
+    partition: &str,
+) -> &'a mut PartitionPlan {
+    plans.entry(partition.to_string()).or_default()
+}
+
+/// New keys of a partition fill its smallest file below `small_file_limit` first (as Hudi's small-file
+/// handling), which is rewritten anyway or now.
+fn fill_small_file(plan: &mut PartitionPlan, files: &[LiveFile], small_file_limit: u64) {
+    if plan.new_rows.is_empty() {
+        return;
     }
-    out
+    let small = files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.size < small_file_limit)
+        .min_by_key(|(_, f)| f.size);
+    if let Some((i, _)) = small {
+        let work = plan.rewrites.entry(i).or_default();
+        work.inserts = std::mem::take(&mut plan.new_rows);
+    }
 }
 
 /// A live file's partition text, as the fold writes partition paths.
