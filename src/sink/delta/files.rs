@@ -13,6 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ pub struct NewFile {
     pub path: String,
     pub partition_values: HashMap<String, Option<String>>,
     pub batch: RecordBatch,
+    /// Columns whose values are unique per row (a one-column record key, the position): written
+    /// without a dictionary, which would only be built to be dropped.
+    pub unique: Vec<String>,
 }
 
 /// Writes `file` as Parquet under `store` (rooted at the table) and returns its `add` action.
@@ -36,7 +40,7 @@ pub async fn write_file(
     compression: parquet::basic::Compression,
 ) -> Result<Add, DeltaError> {
     let stats = statistics(&file.batch);
-    let bytes = encode(table, &file.path, &file.batch, compression)?;
+    let bytes = encode(table, &file, compression)?;
     let size = bytes.len() as i64;
     let path = Path::from(file.path.as_str());
     store
@@ -60,20 +64,23 @@ pub async fn write_file(
 
 fn encode(
     table: &str,
-    path: &str,
-    batch: &RecordBatch,
+    file: &NewFile,
     compression: parquet::basic::Compression,
 ) -> Result<Vec<u8>, DeltaError> {
     let pq = |source| DeltaError::Parquet {
         table: table.to_string(),
-        path: path.to_string(),
+        path: file.path.clone(),
         source,
     };
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(compression)
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(pq)?;
+        .set_max_row_group_row_count(Some(128 * 1024));
+    for name in &file.unique {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
+    }
+    let batch = &file.batch;
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props.build())).map_err(pq)?;
     writer.write(batch).map_err(pq)?;
     writer.into_inner().map_err(pq)
 }

@@ -56,6 +56,28 @@ impl LiveFile {
     }
 }
 
+/// Staged keys, as a stored row's key columns are matched against them.
+enum KeyLookup<'k> {
+    /// One key column: by integer value (for integer columns), and by text.
+    Integers(
+        HashMap<i64, &'k str, foldhash::fast::RandomState>,
+        HashSet<&'k str>,
+    ),
+    Texts(HashSet<&'k str>),
+}
+
+impl<'k> KeyLookup<'k> {
+    fn texts(&self) -> &HashSet<&'k str> {
+        match self {
+            KeyLookup::Integers(_, t) | KeyLookup::Texts(t) => t,
+        }
+    }
+
+    fn may_be_in(&self, file: &LiveFile) -> bool {
+        self.texts().iter().any(|k| file.may_hold(k))
+    }
+}
+
 /// Where a key is stored.
 struct StoredKey {
     partition: String,
@@ -181,7 +203,7 @@ impl DeltaSinkTable {
         layout: TableLayout,
         summary: &mut CommitSummary,
     ) -> Result<BTreeMap<String, PartitionPlan>, DeltaError> {
-        let wanted: HashSet<&str> = rows.iter().map(|r| r.record_key.as_str()).collect();
+        let wanted = self.lookup(rows.iter().map(|r| r.record_key.as_str()).collect());
         let stored = self.stored_keys(schema, live, &wanted).await?;
         let mut plans: BTreeMap<String, PartitionPlan> = BTreeMap::new();
         for (i, row) in rows.iter().enumerate() {
@@ -225,36 +247,73 @@ impl DeltaSinkTable {
         &self,
         schema: &TableSchema,
         live: &HashMap<String, Vec<LiveFile>>,
-        wanted: &HashSet<&str>,
+        wanted: &KeyLookup<'_>,
     ) -> Result<HashMap<String, StoredKey>, DeltaError> {
         let mut found = HashMap::new();
         let mut columns: Vec<&str> = self.key.iter().map(String::as_str).collect();
         columns.push(crate::schema::POSITION_COLUMN);
         for (partition, files) in live {
             for (f, file) in files.iter().enumerate() {
-                if !wanted.iter().any(|k| file.may_hold(k)) {
+                if !wanted.may_be_in(file) {
                     continue;
                 }
                 let batches =
                     files::read_file(&self.store, &self.name, &file.path, Some(&columns)).await?;
                 for batch in batches {
-                    let keys = self.key_texts(schema, &batch, file)?;
+                    let matched = self.matching_keys(schema, &batch, file, wanted)?;
                     let positions = text_column(&batch, crate::schema::POSITION_COLUMN);
-                    for (r, key) in keys.into_iter().enumerate() {
-                        if wanted.contains(key.as_str()) {
+                    for (r, key) in matched.into_iter().enumerate() {
+                        if let Some(key) = key {
                             let position = positions.as_ref().map_or(String::new(), |p| p(r));
                             let at = StoredKey {
                                 partition: partition.clone(),
                                 file: f,
                                 position,
                             };
-                            found.insert(key, at);
+                            found.insert(key.to_string(), at);
                         }
                     }
                 }
             }
         }
         Ok(found)
+    }
+
+    /// For each row of `batch` (read from `file`), the key of `keys` it holds, if any.
+    fn matching_keys<'k>(
+        &self,
+        schema: &TableSchema,
+        batch: &RecordBatch,
+        file: &LiveFile,
+        keys: &KeyLookup<'k>,
+    ) -> Result<Vec<Option<&'k str>>, DeltaError> {
+        if let (KeyLookup::Integers(by_value, _), [name]) = (keys, self.key.as_slice()) {
+            if let Some(values) = batch.column_by_name(name).and_then(integers) {
+                return Ok(values
+                    .map(|v| v.and_then(|v| by_value.get(&v).copied()))
+                    .collect());
+            }
+        }
+        let texts = self.key_texts(schema, batch, file)?;
+        Ok(texts
+            .iter()
+            .map(|t| keys.texts().get(t.as_str()).copied())
+            .collect())
+    }
+
+    /// A lookup of `keys`: by value as well when the key is one column (its stored values may be
+    /// integers, matched without building their texts).
+    fn lookup<'k>(&self, keys: HashSet<&'k str>) -> KeyLookup<'k> {
+        match self.key.len() {
+            1 => {
+                let by_value = keys
+                    .iter()
+                    .filter_map(|k| k.parse::<i64>().ok().map(|v| (v, *k)))
+                    .collect();
+                KeyLookup::Integers(by_value, keys)
+            }
+            _ => KeyLookup::Texts(keys),
+        }
     }
 
     /// The record key text of each row of `batch` (read from `file`), as the fold writes it (the bare
@@ -395,10 +454,10 @@ impl DeltaSinkTable {
             source,
         };
         let mut parts = Vec::new();
+        let changed = self.lookup(work.changes.keys().map(String::as_str).collect());
         for batch in files::read_file(&self.store, &self.name, &file.path, None).await? {
-            let keys = self.key_texts(schema, &batch, file)?;
-            let keep =
-                BooleanArray::from_iter(keys.iter().map(|k| Some(!work.changes.contains_key(k))));
+            let matched = self.matching_keys(schema, &batch, file, &changed)?;
+            let keep = BooleanArray::from_iter(matched.iter().map(|k| Some(k.is_none())));
             let kept = arrow::compute::filter_record_batch(&batch, &keep).map_err(arrow)?;
             parts.push(align(&kept, file_schema).map_err(arrow)?);
         }
@@ -506,10 +565,15 @@ impl DeltaSinkTable {
         } else {
             format!("{dir}/{name}")
         };
+        let mut unique = vec![crate::schema::POSITION_COLUMN.to_string()];
+        if let [key] = self.key.as_slice() {
+            unique.push(key.clone());
+        }
         let file = NewFile {
             path,
             partition_values: values.clone(),
             batch,
+            unique,
         };
         files::write_file(&self.store, &self.name, file, compression).await
     }
@@ -728,6 +792,24 @@ fn partition_text(columns: &[String], view: &LogicalFileView) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// The values of an integer column as i64 (`None` for other types).
+fn integers(column: &ArrayRef) -> Option<Box<dyn Iterator<Item = Option<i64>> + '_>> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int32Type, Int64Type};
+    match column.data_type() {
+        arrow::datatypes::DataType::Int32 => Some(Box::new(
+            column
+                .as_primitive::<Int32Type>()
+                .iter()
+                .map(|v| v.map(i64::from)),
+        )),
+        arrow::datatypes::DataType::Int64 => {
+            Some(Box::new(column.as_primitive::<Int64Type>().iter()))
+        }
+        _ => None,
+    }
 }
 
 /// The min and max of `column` in a file's statistics JSON.
