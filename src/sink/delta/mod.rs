@@ -4,16 +4,19 @@
 //! whose conflict checker detects a second writer; the source checkpoints travel in the same commit.
 
 mod checkpoint;
+mod commit;
 mod error;
 mod files;
+mod plan;
 mod read;
+mod rewrite;
 mod sink;
 mod table;
 mod upsert;
 mod vacuum;
 
 pub use checkpoint::{app_id, CHECKPOINT_PROPERTY, KEY_PROPERTY};
+pub use commit::CHECKPOINT_INTERVAL;
 pub use error::DeltaError;
 pub use read::{DeltaCommit, COUNT_KEYS};
 pub use table::DeltaSinkTable;
-pub use upsert::CHECKPOINT_INTERVAL;
