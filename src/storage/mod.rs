@@ -1,3 +1,4 @@
 //! Object-store plumbing shared by the sinks.
 
 pub mod counting;
+pub mod parquet_read;

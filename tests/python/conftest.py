@@ -35,6 +35,31 @@ def wait_for(what, check, timeout):
     raise AssertionError("timed out after %ds waiting for %s" % (timeout, what))
 
 
+def kill_after(cfg, marker, log_path, timeout=60):
+    """Runs the daemon and kill -9s it as soon as its log shows `marker` (the next table's commit is then
+    in flight). Returns True if the marker was seen."""
+    import select
+    import signal
+    import time
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([BIN, "--config", str(cfg), "run"], stderr=subprocess.PIPE, text=True)
+        seen = False
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+            if not ready:
+                continue
+            line = proc.stderr.readline()
+            log.write(line)
+            if marker in line:
+                seen = True
+                break
+        proc.send_signal(signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=20)
+        log.write(rest or "")
+    return seen
+
+
 def route_toml(table, key, columns, on_delete, source="events", extra=""):
     return '''
 [[route]]

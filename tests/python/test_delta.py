@@ -3,12 +3,10 @@ Python `deltalake` (delta-rs) and daft, compared with the last-value fold comput
 Python; the source checkpoint travels in each commit (table configuration and `txn`)."""
 import json
 import os
-import select
-import signal
 import subprocess
 import time
 
-from conftest import BIN, as_table, gen, lakefold, read_hudi, write_config, write_events
+from conftest import BIN, as_table, gen, kill_after, lakefold, read_hudi, write_config, write_events
 
 
 def delta_config(tmp, events_path, route_extra=None, lake_format="delta"):
@@ -137,26 +135,6 @@ def test_a_partitioned_delta_table_moves_keys_whose_partition_changes_checkpoint
     assert as_table(dt.to_pyarrow_table().to_pylist(), ["SaleId"], sales[0][2]) == gen.expected_tables(events)["sales"]
     # the txn survives in the checkpoint: a reader that starts from it still sees the source's version
     assert dt.transaction_version("lakefold-events") == dt.version()
-
-
-def kill_after(cfg, marker, log_path, timeout=60):
-    """Runs the daemon and kill -9s it as soon as its log shows `marker`. True if the marker was seen."""
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([BIN, "--config", str(cfg), "run"], stderr=subprocess.PIPE, text=True)
-        seen = False
-        deadline = time.time() + timeout
-        while time.time() < deadline and proc.poll() is None:
-            ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-            if ready:
-                line = proc.stderr.readline()
-                log.write(line)
-                if marker in line:
-                    seen = True
-                    break
-        proc.send_signal(signal.SIGKILL)
-        rest, _ = proc.communicate(timeout=20)
-        log.write(rest or "")
-    return seen
 
 
 def test_a_crash_after_the_data_files_and_kill_9s_between_commits_lose_and_duplicate_nothing(tmp):

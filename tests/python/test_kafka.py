@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BIN, assert_tables_match, gen, lakefold, read_hudi
+from conftest import BIN, assert_tables_match, gen, kill_after, lakefold, read_hudi
 from kafka_fixtures import broker, registry  # noqa: F401  (fixtures)
 
 TOPIC_N = iter(range(1, 10_000))
@@ -76,29 +76,6 @@ def test_three_partitions_with_renames_across_partitions_fold_by_lsn_then_more_e
     before = sorted(p.name for p in (tmp / "lake" / "sales" / ".hoodie").glob("*.commit"))
     lakefold("--config", cfg, "run", "--once", timeout=240)
     assert sorted(p.name for p in (tmp / "lake" / "sales" / ".hoodie").glob("*.commit")) == before
-
-
-def kill_after(cfg, marker, log_path, timeout=60):
-    """Runs the daemon and kill -9s it as soon as its log shows `marker` (the next table's commit is then
-    in flight). Returns True if the marker was seen."""
-    import select
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([BIN, "--config", str(cfg), "run"], stderr=subprocess.PIPE, text=True)
-        seen = False
-        deadline = time.time() + timeout
-        while time.time() < deadline and proc.poll() is None:
-            ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-            if not ready:
-                continue
-            line = proc.stderr.readline()
-            log.write(line)
-            if marker in line:
-                seen = True
-                break
-        proc.send_signal(signal.SIGKILL)
-        rest, _ = proc.communicate(timeout=20)
-        log.write(rest or "")
-    return seen
 
 
 def test_crashes_while_committing_then_once_gives_exactly_the_fold(tmp, broker):

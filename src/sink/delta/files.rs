@@ -10,8 +10,7 @@ use bytes::Bytes;
 use deltalake::kernel::Add;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde_json::{json, Map, Value as Json};
@@ -194,31 +193,11 @@ pub async fn read_file(
     columns: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, DeltaError> {
     let bytes = read_object(store, table, path).await?;
-    let pq = |source| DeltaError::Parquet {
+    crate::storage::parquet_read::decode(bytes, columns).map_err(|source| DeltaError::Parquet {
         table: table.to_string(),
         path: path.to_string(),
         source,
-    };
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(pq)?
-        .with_batch_size(8192);
-    if let Some(cols) = columns {
-        let schema = builder.parquet_schema();
-        let leaves: Vec<usize> = (0..schema.num_columns())
-            .filter(|i| cols.contains(&schema.column(*i).name()))
-            .collect();
-        let mask = ProjectionMask::leaves(schema, leaves);
-        builder = builder.with_projection(mask);
-    }
-    builder
-        .build()
-        .map_err(pq)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| DeltaError::Arrow {
-            table: table.to_string(),
-            context: format!("reading {path}"),
-            source,
-        })
+    })
 }
 
 async fn read_object(

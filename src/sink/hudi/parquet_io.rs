@@ -7,10 +7,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::arrow::{ArrowSchemaConverter, ProjectionMask};
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
 use parquet::basic::{LogicalType as ParquetLogicalType, Type as PhysicalType};
 use parquet::errors::ParquetError;
@@ -49,30 +49,11 @@ pub async fn read_parquet(
     columns: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, HudiError> {
     let bytes = read_object(store, table, path).await?;
-    let pq = |source| HudiError::Parquet {
+    crate::storage::parquet_read::decode(bytes, columns).map_err(|source| HudiError::Parquet {
         table: table.to_string(),
         path: path.to_string(),
         source,
-    };
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(pq)?
-        .with_batch_size(8192);
-    if let Some(cols) = columns {
-        let schema = builder.parquet_schema();
-        let leaves: Vec<usize> = (0..schema.num_columns())
-            .filter(|i| cols.contains(&schema.column(*i).name()))
-            .collect();
-        let mask = ProjectionMask::leaves(schema, leaves);
-        builder = builder.with_projection(mask);
-    }
-    let reader = builder.build().map_err(pq)?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| HudiError::Arrow {
-            table: table.to_string(),
-            context: format!("reading {path}"),
-            source,
-        })
+    })
 }
 
 /// A parquet file in an object store, read by ranges (footer first, then only the column chunks a
