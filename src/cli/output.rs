@@ -154,12 +154,7 @@ pub fn delta_history(entries: &[crate::sink::delta::DeltaCommit]) -> String {
     .to_vec()];
     for e in entries {
         let count = |i: usize| e.counts.map_or("-".to_string(), |c| c[i].to_string());
-        let time = e
-            .timestamp
-            .and_then(chrono::DateTime::from_timestamp_millis)
-            .map_or("-".to_string(), |t| {
-                t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-            });
+        let time = epoch_ms_text(e.timestamp);
         let checkpoint = e
             .checkpoint
             .as_deref()
@@ -177,6 +172,14 @@ pub fn delta_history(entries: &[crate::sink::delta::DeltaCommit]) -> String {
         ]);
     }
     table(&rows)
+}
+
+/// A time in ms since the epoch as `2026-12-03T12:15:01.234Z`, or `-`.
+pub fn epoch_ms_text(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or("-".to_string(), |t| {
+            t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        })
 }
 
 /// Source checkpoints for people: `erp: sales.jsonl line 1200; …`.

@@ -216,17 +216,7 @@ async fn from_timelines(config: &Config) -> Result<String, PipelineError> {
                 output::checkpoints(&meta),
             ),
         };
-        let dash = || "-".to_string();
-        rows.push(vec![
-            name.to_string(),
-            instant,
-            at,
-            checkpoint,
-            dash(),
-            dash(),
-            dash(),
-            dash(),
-        ]);
+        rows.push(timeline_row(name, instant, at, checkpoint));
     }
     Ok(output::table(&rows).trim_end().to_string())
 }
@@ -258,11 +248,7 @@ async fn delta_row(
         None => ("(not created)".to_string(), "-".to_string()),
         Some(c) => (
             format!("v{}", c.version),
-            c.timestamp
-                .and_then(chrono::DateTime::from_timestamp_millis)
-                .map_or("-".into(), |t| {
-                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-                }),
+            output::epoch_ms_text(c.timestamp),
         ),
     };
     let checkpoints = t.stored_checkpoints().map_err(SinkError::from)?;
@@ -270,17 +256,22 @@ async fn delta_row(
         true => "-".to_string(),
         false => output::describe(&checkpoints),
     };
+    Ok(Some(timeline_row(name, version, at, checkpoint)))
+}
+
+/// A status row read from a table (no daemon: lag, freshness, rows and dead letters unknown).
+fn timeline_row(name: &str, commit: String, at: String, checkpoint: String) -> Vec<String> {
     let dash = || "-".to_string();
-    Ok(Some(vec![
+    vec![
         name.to_string(),
-        version,
+        commit,
         at,
         checkpoint,
         dash(),
         dash(),
         dash(),
         dash(),
-    ]))
+    ]
 }
 
 /// `20261203121501234` → `2026-12-03T12:15:01.234Z` (Hudi instants are UTC here).

@@ -205,18 +205,13 @@ async fn read_object(
     table: &str,
     path: &Path,
 ) -> Result<Bytes, DeltaError> {
-    let storage = |source| DeltaError::Storage {
-        table: table.to_string(),
-        path: path.to_string(),
-        source: Box::new(source),
-    };
-    store
-        .get(path)
+    crate::storage::read_whole(store, path)
         .await
-        .map_err(storage)?
-        .bytes()
-        .await
-        .map_err(storage)
+        .map_err(|source| DeltaError::Storage {
+            table: table.to_string(),
+            path: path.to_string(),
+            source: Box::new(source),
+        })
 }
 
 #[cfg(test)]

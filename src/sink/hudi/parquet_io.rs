@@ -27,18 +27,13 @@ pub async fn read_object(
     table: &str,
     path: &Path,
 ) -> Result<Bytes, HudiError> {
-    let storage = |source| HudiError::Storage {
-        table: table.to_string(),
-        path: path.to_string(),
-        source,
-    };
-    store
-        .get(path)
+    crate::storage::read_whole(store, path)
         .await
-        .map_err(storage)?
-        .bytes()
-        .await
-        .map_err(storage)
+        .map_err(|source| HudiError::Storage {
+            table: table.to_string(),
+            path: path.to_string(),
+            source,
+        })
 }
 
 /// Reads a parquet file, optionally only the named columns.
